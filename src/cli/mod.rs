@@ -1,0 +1,152 @@
+//! The command line: `serve` runs the server, `signals` manages signals.
+//!
+//! Every option of `serve` also reads a `NEXUS_AUTH_*` environment variable,
+//! so that container and systemd deployments need no flags.
+
+mod serve;
+mod signals;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::store::{StoreOptions, DEFAULT_DATABASE_URL};
+
+pub use serve::ServeArgs;
+pub use signals::SignalsCommand;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nexus-auth",
+    version,
+    about = "Exchanges a signal's id and token for a short-lived signed JWT."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the HTTP server.
+    Serve(ServeArgs),
+    /// Create, list, rotate, disable, enable or delete signals.
+    #[command(subcommand)]
+    Signals(SignalsCommand),
+}
+
+/// Where the store is; shared by `serve` and every `signals` command.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Database URL: sqlite://PATH, or a file path. The file is created and
+    /// migrated on first use.
+    #[arg(
+        long,
+        env = "NEXUS_AUTH_DATABASE_URL",
+        default_value = DEFAULT_DATABASE_URL,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: String,
+
+    /// Seconds to wait for the store before giving up; a login that waits
+    /// longer gets 503.
+    #[arg(
+        long,
+        env = "NEXUS_AUTH_STORE_TIMEOUT",
+        default_value = "2",
+        value_name = "SECONDS",
+        value_parser = parse_store_timeout
+    )]
+    pub store_timeout: Duration,
+}
+
+impl StoreArgs {
+    pub fn options(&self) -> StoreOptions {
+        StoreOptions {
+            database_url: self.database_url.clone(),
+            timeout: self.store_timeout,
+        }
+    }
+}
+
+fn parse_store_timeout(value: &str) -> Result<Duration, String> {
+    let seconds: f64 = value
+        .parse()
+        .map_err(|_| "expected a number of seconds, such as 2 or 0.5".to_owned())?;
+    if !(0.01..=60.0).contains(&seconds) {
+        return Err("expected from 0.01 to 60 seconds".to_owned());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+pub(crate) fn parse_bind(value: &str) -> Result<SocketAddr, String> {
+    value.parse().map_err(|_| {
+        "expected an IP address and port, such as 127.0.0.1:8080 or [::1]:8080".to_owned()
+    })
+}
+
+/// Parses the command line, exiting with a message on a bad setting. The
+/// message names both the flag and its environment variable, because the
+/// operator may have set either.
+pub fn parse() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let hint = setting_hint(&error);
+            let _ = error.print();
+            if let Some(hint) = hint {
+                eprintln!("{hint}");
+            }
+            std::process::exit(error.exit_code());
+        }
+    }
+}
+
+fn setting_hint(error: &clap::Error) -> Option<String> {
+    if !matches!(
+        error.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(argument)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = argument.split_whitespace().next()?.trim_start_matches('-');
+
+    let command = Cli::command();
+    let env = command
+        .get_subcommands()
+        .flat_map(|sub| std::iter::once(sub).chain(sub.get_subcommands()))
+        .flat_map(|sub| sub.get_arguments())
+        .find(|arg| arg.get_long() == Some(flag))
+        .and_then(|arg| arg.get_env())?;
+    Some(format!(
+        "This setting comes from --{flag} or the {} environment variable; correct whichever is set.",
+        env.to_string_lossy()
+    ))
+}
+
+/// Starts logging: `info` and above unless `RUST_LOG` says otherwise.
+pub fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Signals(command) => signals::run(command).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! `nexus-auth serve`: opens the store, makes sure a signing key exists,
+//! creates a first signal on an empty store, and runs the HTTP server.
+
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::web;
+use clap::Args;
+
+use super::StoreArgs;
+use crate::app::{AppState, LoginSettings};
+use crate::signer::{Signer, TokenSettings};
+use crate::store::{self, SignalStore, StoreError};
+use crate::time::unix_now;
+use crate::{server, signal_token};
+
+/// Id of the signal that `serve` creates on an empty store.
+const BOOTSTRAP_SIGNAL_ID: &str = "demo";
+
+/// Longest token lifetime accepted, in seconds (7 days).
+const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Largest body limit accepted, in bytes (1 MiB). A login body needs under
+/// 1 KiB; the limit only leaves room for what clients add around it.
+const MAX_BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "NEXUS_AUTH_BIND", default_value = "127.0.0.1:8080", value_name = "ADDR", value_parser = super::parse_bind)]
+    pub bind: SocketAddr,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Lifetime of issued tokens, in seconds (at most 604800, 7 days).
+    #[arg(long, env = "NEXUS_AUTH_TOKEN_TTL", default_value = "3600", value_name = "SECONDS", value_parser = parse_token_ttl)]
+    pub token_ttl: u64,
+
+    /// Value of the `iss` claim in issued tokens.
+    #[arg(long, env = "NEXUS_AUTH_ISSUER", default_value = "nexus-auth", value_parser = parse_claim)]
+    pub issuer: String,
+
+    /// Value of the `aud` claim in issued tokens; none by default.
+    #[arg(long, env = "NEXUS_AUTH_AUDIENCE", value_parser = parse_claim)]
+    pub audience: Option<String>,
+
+    /// Largest accepted request body: bytes, or a number with KiB or MiB.
+    #[arg(long, env = "NEXUS_AUTH_BODY_LIMIT", default_value = "16KiB", value_name = "SIZE", value_parser = parse_body_limit)]
+    pub body_limit: usize,
+
+    /// Do not create the `demo` signal when the store holds no signal.
+    #[arg(long, env = "NEXUS_AUTH_NO_BOOTSTRAP")]
+    pub no_bootstrap: bool,
+
+    /// Number of worker threads; one per CPU core by default.
+    #[arg(long, env = "NEXUS_AUTH_WORKERS", value_name = "COUNT", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+}
+
+fn parse_token_ttl(value: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(seconds) if (1..=MAX_TOKEN_TTL_SECONDS).contains(&seconds) => Ok(seconds),
+        _ => Err(format!(
+            "expected a whole number of seconds from 1 to {MAX_TOKEN_TTL_SECONDS}"
+        )),
+    }
+}
+
+fn parse_claim(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        return Err("expected a non-empty value".to_owned());
+    }
+    Ok(value.to_owned())
+}
+
+fn parse_body_limit(value: &str) -> Result<usize, String> {
+    let invalid = || "expected a size from 1KiB to 1MiB, such as 16384, 16KiB or 1MiB".to_owned();
+    let (number, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(index) => value.split_at(index),
+        None => (value, ""),
+    };
+    let multiplier = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        _ => return Err(invalid()),
+    };
+    let bytes = number
+        .parse::<usize>()
+        .ok()
+        .and_then(|number| number.checked_mul(multiplier))
+        .ok_or_else(invalid)?;
+    if !(1024..=MAX_BODY_LIMIT).contains(&bytes) {
+        return Err(invalid());
+    }
+    Ok(bytes)
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let store = store::open(&args.store.options())
+        .await
+        .map_err(|error| error.to_string())?;
+
+    if !args.no_bootstrap {
+        bootstrap(store.as_ref()).await?;
+    }
+
+    let settings = TokenSettings {
+        issuer: args.issuer.clone(),
+        audience: args.audience.clone(),
+        ttl_seconds: args.token_ttl,
+    };
+    let signer = Signer::load_or_create(store.as_ref(), settings, unix_now())
+        .await
+        .map_err(|error| error.to_string())?;
+
+    let listener = TcpListener::bind(args.bind).map_err(|error| {
+        format!(
+            "cannot listen on {}: {error}; choose another address with --bind (NEXUS_AUTH_BIND)",
+            args.bind
+        )
+    })?;
+    let address = listener.local_addr().map_err(|error| error.to_string())?;
+    log::info!(
+        "nexus-auth {} listening on http://{address}; store {}; signing key {} ({:?})",
+        env!("CARGO_PKG_VERSION"),
+        store.location(),
+        signer.key_id(),
+        signer.algorithm(),
+    );
+
+    let state = web::Data::new(AppState {
+        store: store.clone(),
+        signer,
+        login: LoginSettings {
+            body_limit: args.body_limit,
+            store_timeout: args.store.store_timeout,
+        },
+    });
+    let workers = args.workers.map(usize::from);
+    let server = server::start(listener, state, workers).map_err(|error| error.to_string())?;
+    server::stop_on_signal(&server);
+    server
+        .await
+        .map_err(|error| format!("the server stopped with an error: {error}"))?;
+
+    store.close().await;
+    log::info!("nexus-auth stopped");
+    Ok(())
+}
+
+/// Creates the `demo` signal when the store holds none, and prints its token
+/// once on standard output (never to the log), so that a first request
+/// works right after the first start.
+async fn bootstrap(store: &dyn SignalStore) -> Result<(), String> {
+    let count = store
+        .count_signals()
+        .await
+        .map_err(|error| error.to_string())?;
+    if count > 0 {
+        return Ok(());
+    }
+    let token = signal_token::generate().map_err(|error| error.to_string())?;
+    let digest = signal_token::TokenDigest::of(&token);
+    match store
+        .create_signal(BOOTSTRAP_SIGNAL_ID, digest, unix_now())
+        .await
+    {
+        Ok(()) => {}
+        // Another process started on the same empty store first.
+        Err(StoreError::AlreadyExists(_)) => return Ok(()),
+        Err(error) => return Err(error.to_string()),
+    }
+
+    log::info!("created the signal {BOOTSTRAP_SIGNAL_ID:?} because the store held no signal");
+    println!(
+        "The store held no signal, so this one was created. Its token is shown only this once:\n\n\
+         \x20 signalId:    {BOOTSTRAP_SIGNAL_ID}\n\
+         \x20 signalToken: {}\n\n\
+         Start with --no-bootstrap (NEXUS_AUTH_NO_BOOTSTRAP=true) to skip this on an empty store.\n",
+        token.expose()
+    );
+    Ok(())
+}

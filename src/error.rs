@@ -1,0 +1,165 @@
+//! The HTTP error boundary: every error a client sees, in one JSON shape.
+//!
+//! `{"success": false, "error": {"code": ..., "message": ..., "details": ...}}`
+//! is the shape that the public API's clients already parse. `message` is one
+//! sentence a person can act on; causes worth more detail go to the log, not
+//! to the client.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// Media types that `POST /auth/login` accepts, as `Accept-Post` lists them.
+pub const ACCEPTED_MEDIA_TYPES: &str =
+    "application/json, multipart/form-data, text/plain, application/x-www-form-urlencoded";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The body cannot be parsed in its media type; the message says where.
+    #[error("{0}")]
+    MalformedBody(String),
+    #[error("{field} {problem}")]
+    Validation {
+        field: &'static str,
+        problem: FieldProblem,
+    },
+    #[error("The signal id or token is not valid.")]
+    InvalidCredentials,
+    #[error("The method {0} is not allowed here; use POST.")]
+    MethodNotAllowed(String),
+    #[error("The request body is larger than the limit of {limit} bytes.")]
+    PayloadTooLarge { limit: usize },
+    /// Unsupported or unparsable `Content-Type`; the message names it.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("The signal store is unavailable; retry in a few seconds.")]
+    Unavailable,
+    #[error("No resource exists at this path.")]
+    NotFound,
+    #[error("The server failed to handle the request; the cause is in its log.")]
+    Internal,
+}
+
+/// Why a credential field fails validation, completing "<field> ...".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FieldProblem {
+    #[error("is missing; send it as a string of 1 to 256 characters.")]
+    Missing,
+    #[error("is empty; send a string of 1 to 256 characters.")]
+    Empty,
+    #[error("must be a string, not {0}.")]
+    NotString(&'static str),
+    #[error("has {0} characters, more than the limit of 256.")]
+    TooLong(usize),
+    #[error("is given more than once; send it once.")]
+    Repeated,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    success: bool,
+    error: ErrorObject<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorObject<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<ErrorDetails>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetails {
+    field: &'static str,
+}
+
+impl ApiError {
+    /// The contract's machine-readable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedBody(_) => "malformed-body",
+            ApiError::Validation { .. } => "validation-error",
+            ApiError::InvalidCredentials => "invalid-credentials",
+            ApiError::MethodNotAllowed(_) => "method-not-allowed",
+            ApiError::PayloadTooLarge { .. } => "payload-too-large",
+            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::Unavailable => "unavailable",
+            ApiError::NotFound => "not-found",
+            ApiError::Internal => "internal-error",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let details = match self {
+            ApiError::Validation { field, .. } => Some(ErrorDetails { field }),
+            _ => None,
+        };
+        let body = ErrorBody {
+            success: false,
+            error: ErrorObject {
+                code: self.code(),
+                message: self.to_string(),
+                details,
+            },
+        };
+
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        match self {
+            ApiError::MethodNotAllowed(_) => {
+                response.insert_header((header::ALLOW, HeaderValue::from_static("POST")));
+            }
+            ApiError::UnsupportedMediaType(_) => {
+                response.insert_header(("Accept-Post", ACCEPTED_MEDIA_TYPES));
+            }
+            _ => {}
+        }
+        response.json(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    #[actix_web::test]
+    async fn validation_error_shape() {
+        let error = ApiError::Validation {
+            field: "signalId",
+            problem: FieldProblem::Missing,
+        };
+
+        let response = error.error_response();
+        let status = response.status();
+        let body = to_bytes(response.into_body()).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(json["success"], false);
+        assert_eq!(json["error"]["code"], "validation-error");
+        assert_eq!(json["error"]["details"]["field"], "signalId");
+        assert_eq!(
+            json["error"]["message"],
+            "signalId is missing; send it as a string of 1 to 256 characters."
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! nexus-auth exchanges a signal's id and API token for a short-lived signed
+//! JWT.
+//!
+//! Layout, in the order a login passes through it:
+//! - `server`: the route table and the HTTP server.
+//! - `login`: `POST /auth/login`: `login::extract` (one module per body
+//!   format), `login::credentials` (the `Credentials` type and its
+//!   validation), `login::authenticate` (the token check).
+//! - `store`: the `SignalStore` trait and its SQLite backend.
+//! - `signer`: signing keys and JWT issuance.
+//! - `error`: the JSON error every client sees.
+//! - `signal_token`, `secret`, `time`: token generation and digests, masked
+//!   secret types, the clock.
+//! - `app`: shared server state. `cli`: the command line.
+
+pub mod app;
+pub mod cli;
+pub mod error;
+pub mod login;
+pub mod secret;
+pub mod server;
+pub mod signal_token;
+pub mod signer;
+pub mod store;
+pub mod time;

@@ -1,0 +1,73 @@
+//! `text/plain`, and bodies without `Content-Type`: a JSON object (what
+//! `fetch` sends for a string body and `navigator.sendBeacon` for a string),
+//! or `key=value` pairs separated by `&` or by line breaks.
+
+use actix_web::http::header::HeaderMap;
+use actix_web::web::Bytes;
+use futures_util::future::{ready, FutureExt, LocalBoxFuture};
+
+use super::{json, pairs, BodyFormat};
+use crate::error::ApiError;
+use crate::login::credentials::Credentials;
+
+pub const FORMAT: BodyFormat = BodyFormat {
+    media_type: "text/plain",
+    name: "text",
+    extract,
+};
+
+fn extract(
+    _headers: &HeaderMap,
+    body: Bytes,
+) -> LocalBoxFuture<'static, Result<Credentials, ApiError>> {
+    ready(super::utf8(&body).and_then(parse)).boxed_local()
+}
+
+fn parse(text: &str) -> Result<Credentials, ApiError> {
+    // A pair body cannot start with `{` unless a key does, which no client
+    // of this endpoint sends, so the first character decides the syntax.
+    if text.trim_start().starts_with('{') {
+        return json::parse_object(text);
+    }
+
+    // Split at line breaks first, so that only the `\r` of a `\r\n` break is
+    // removed and a `\r` elsewhere stays part of its value.
+    let mut credentials = Credentials::default();
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        for segment in line.split('&') {
+            pairs::insert_pair(&mut credentials, segment)?;
+        }
+    }
+    Ok(credentials)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_with_every_separator() {
+        for body in [
+            "signalId=a&signalToken=b",
+            "signalId=a\nsignalToken=b",
+            "signalId=a\r\nsignalToken=b\r\n",
+            "signalId=a\n\nsignalToken=b\n",
+            "  {\"signalId\":\"a\",\"signalToken\":\"b\"}",
+        ] {
+            let valid = parse(body).unwrap().validate().unwrap();
+            assert_eq!(valid.signal_id, "a", "{body:?}");
+            assert_eq!(valid.signal_token.expose(), "b", "{body:?}");
+        }
+    }
+
+    #[test]
+    fn lone_carriage_return_kept() {
+        let valid = parse("signalId=a\r&signalToken=b")
+            .unwrap()
+            .validate()
+            .unwrap();
+
+        assert_eq!(valid.signal_id, "a\r");
+    }
+}

@@ -1,0 +1,170 @@
+//! `POST /auth/login`: exchanges a signal id and signal token for a JWT.
+//!
+//! The path reads top to bottom: `extract` picks a body format and turns the
+//! body into `Credentials`, `credentials` validates them, the store returns
+//! the signal, `authenticate` checks the token, and the signer issues the
+//! JWT. Every attempt ends in one log line with its outcome.
+
+pub mod authenticate;
+pub mod credentials;
+pub mod extract;
+
+use std::time::Instant;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::time::unix_now;
+
+/// Registers the login route; other methods get 405 with `Allow: POST`.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config.service(
+        web::resource("/auth/login")
+            .route(web::post().to(post_login))
+            .route(web::method(Method::OPTIONS).to(options))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+/// The 200 body. Field names and types are fixed by the public API.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginResponse<'a> {
+    token: &'a str,
+    signal_id: &'a str,
+    ttl: u64,
+    issued_at: i64,
+    expires_at: i64,
+    expires_in: i64,
+}
+
+/// What one attempt reached, for its log line.
+struct Attempt {
+    format: &'static str,
+    signal_id: Option<String>,
+    rejection: Option<&'static str>,
+}
+
+async fn post_login(
+    request: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let mut attempt = Attempt {
+        format: "-",
+        signal_id: None,
+        rejection: None,
+    };
+
+    let response = match login(&request, &mut payload, &state, &mut attempt).await {
+        Ok(response) => response,
+        Err(error) => {
+            attempt.rejection.get_or_insert(error.code());
+            error.error_response()
+        }
+    };
+
+    log_attempt(&attempt, response.status().as_u16(), started);
+    response
+}
+
+async fn login(
+    request: &HttpRequest,
+    payload: &mut web::Payload,
+    state: &AppState,
+    attempt: &mut Attempt,
+) -> Result<HttpResponse, ApiError> {
+    let headers = request.headers();
+    let format = extract::find_format(headers)?;
+    attempt.format = format.name;
+
+    let body = extract::read_body(headers, payload, state.login.body_limit).await?;
+    let credentials = format.extract(headers, body).await?;
+    let credentials = credentials.validate()?;
+
+    // The store lookup is the only step that waits on something outside the
+    // process, so it alone carries a deadline; past it nothing is issued.
+    let lookup = state.store.find_signal(&credentials.signal_id);
+    let record = match tokio::time::timeout(state.login.store_timeout, lookup).await {
+        Ok(Ok(record)) => record,
+        Ok(Err(error)) => {
+            log::error!("store lookup failed: {error}");
+            return Err(ApiError::Unavailable);
+        }
+        Err(_) => {
+            log::error!(
+                "store lookup timed out after {:?}",
+                state.login.store_timeout
+            );
+            return Err(ApiError::Unavailable);
+        }
+    };
+
+    let now = unix_now();
+    if let Err(rejection) =
+        authenticate::check_token(record.as_ref(), &credentials.signal_token, now)
+    {
+        attempt.rejection = Some(rejection.reason());
+        // Log the id of a known signal only: an unknown "id" may be a token
+        // pasted into the wrong field.
+        if rejection != authenticate::Rejection::UnknownSignal {
+            attempt.signal_id = Some(credentials.signal_id);
+        }
+        return Err(ApiError::InvalidCredentials);
+    }
+    attempt.signal_id = Some(credentials.signal_id.clone());
+
+    let issued = state
+        .signer
+        .sign(&credentials.signal_id, now)
+        .map_err(|error| {
+            log::error!("signing a token failed: {error}");
+            ApiError::Internal
+        })?;
+    let ttl = state.signer.settings().ttl_seconds;
+    let body = LoginResponse {
+        token: issued.token.expose(),
+        signal_id: &credentials.signal_id,
+        ttl,
+        issued_at: issued.issued_at,
+        expires_at: issued.expires_at,
+        expires_in: issued.expires_at - unix_now(),
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
+        .json(body))
+}
+
+fn log_attempt(attempt: &Attempt, status: u16, started: Instant) {
+    let micros = started.elapsed().as_micros();
+    let signal = attempt.signal_id.as_deref().unwrap_or("-");
+    if status == 200 {
+        log::info!(
+            "login issued: format={} signal={signal:?} status={status} duration_us={micros}",
+            attempt.format
+        );
+    } else {
+        let reason = attempt.rejection.unwrap_or("request rejected");
+        // TODO: rate-limit repeated failure lines per client and signal.
+        log::warn!(
+            "login failed: reason={reason:?} format={} signal={signal:?} status={status} duration_us={micros}",
+            attempt.format
+        );
+    }
+}
+
+async fn options() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::ALLOW, "POST, OPTIONS"))
+        .finish()
+}
+
+async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    ApiError::MethodNotAllowed(request.method().to_string()).error_response()
+}

@@ -1,0 +1,9 @@
+//! The `nexus-auth` binary: parses the command line and runs the library.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = nexus_auth::cli::parse();
+    nexus_auth::cli::init_logging();
+    actix_web::rt::System::new().block_on(nexus_auth::cli::run(cli))
+}

@@ -1,0 +1,144 @@
+//! The signal store: signals, their token digests, and the signing keys.
+//!
+//! `SignalStore` is the one interface the server and the command line use;
+//! each backend implements it in its own module. Times are seconds since the
+//! Unix epoch.
+
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::secret::KeyMaterial;
+use crate::signal_token::TokenDigest;
+
+pub use sqlite::SqliteStore;
+
+/// The database URL used when none is given: a file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://nexus-auth.db";
+
+/// A signal as the login needs it.
+#[derive(Debug, Clone)]
+pub struct SignalRecord {
+    pub id: String,
+    pub token_digest: TokenDigest,
+    /// The token that the last rotation replaced, with the time at which it
+    /// stops being accepted.
+    pub previous_token: Option<(TokenDigest, i64)>,
+    pub enabled: bool,
+}
+
+/// A signal as `signals list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalSummary {
+    pub id: String,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub rotated_at: Option<i64>,
+    pub previous_token_expires_at: Option<i64>,
+}
+
+/// A signing key pair as the store keeps it.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    /// JWS algorithm name, such as `EdDSA`.
+    pub algorithm: String,
+    pub private_key: KeyMaterial,
+    pub public_key: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// Errors of the signal store, worded for the operator who reads them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the signal {0:?} already exists; rotate its token with `signals rotate` or pick another id")]
+    AlreadyExists(String),
+    #[error("no signal with id {0:?} exists; `signals list` shows the existing ones")]
+    NotFound(String),
+    #[error("cannot open the store at {location}: {source}; check --database-url (NEXUS_AUTH_DATABASE_URL)")]
+    Open {
+        location: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or a file path")]
+    UnsupportedUrl(String),
+    #[error("the store did not answer within {0:?}")]
+    TimedOut(Duration),
+    #[error("the store failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("the store holds an invalid value: {0}")]
+    Corrupt(String),
+}
+
+/// Storage of signals and signing keys; one implementation per database.
+#[async_trait]
+pub trait SignalStore: Send + Sync {
+    /// Describes where the data lives, without any password, for log lines.
+    fn location(&self) -> &str;
+
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn find_signal(&self, id: &str) -> Result<Option<SignalRecord>, StoreError>;
+
+    async fn count_signals(&self) -> Result<u64, StoreError>;
+
+    /// Lists every signal, ordered by id.
+    async fn list_signals(&self) -> Result<Vec<SignalSummary>, StoreError>;
+
+    /// Creates an enabled signal; fails with `AlreadyExists` for a taken id.
+    async fn create_signal(
+        &self,
+        id: &str,
+        digest: TokenDigest,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces a signal's token. With `previous_expires_at`, the current
+    /// token stays valid until then; without it, it stops at once.
+    async fn rotate_signal(
+        &self,
+        id: &str,
+        new_digest: TokenDigest,
+        previous_expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    async fn set_signal_enabled(&self, id: &str, enabled: bool) -> Result<(), StoreError>;
+
+    async fn delete_signal(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Returns the newest key that has not been retired, if any.
+    async fn active_signing_key(&self) -> Result<Option<StoredKey>, StoreError>;
+
+    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+
+    /// Closes every connection. Later calls fail as an unreachable store
+    /// does, which is also how tests stand for one.
+    async fn close(&self);
+}
+
+/// Store settings shared by the server and the command line.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub database_url: String,
+    /// Longest wait for a connection or a query before the store counts as
+    /// unavailable.
+    pub timeout: Duration,
+}
+
+/// Opens the store that `options.database_url` names, creating and migrating
+/// it when needed.
+pub async fn open(options: &StoreOptions) -> Result<Arc<dyn SignalStore>, StoreError> {
+    let url = options.database_url.as_str();
+    let is_sqlite = url.starts_with("sqlite:") || !url.contains("://");
+    if !is_sqlite {
+        // TODO: PostgreSQL (postgres://) for several instances sharing signals.
+        return Err(StoreError::UnsupportedUrl(url.to_owned()));
+    }
+    Ok(Arc::new(SqliteStore::open(url, options.timeout).await?))
+}
