@@ -31,10 +31,13 @@ fn parse(text: &str) -> Result<Credentials, ApiError> {
     }
 
     // Split at line breaks first, so that only the `\r` of a `\r\n` break is
-    // removed and a `\r` elsewhere stays part of its value.
+    // removed and a `\r` elsewhere, even at the very end, stays in its value.
     let mut credentials = Credentials::default();
-    for line in text.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
+    for line in text.split_inclusive('\n') {
+        let line = line
+            .strip_suffix("\r\n")
+            .or_else(|| line.strip_suffix('\n'))
+            .unwrap_or(line);
         for segment in line.split('&') {
             pairs::insert_pair(&mut credentials, segment)?;
         }
@@ -69,5 +72,15 @@ mod tests {
             .unwrap();
 
         assert_eq!(valid.signal_id, "a\r");
+    }
+
+    #[test]
+    fn trailing_carriage_return_kept() {
+        let valid = parse("signalId=a\nsignalToken=b\r")
+            .unwrap()
+            .validate()
+            .unwrap();
+
+        assert_eq!(valid.signal_token.expose(), "b\r");
     }
 }
