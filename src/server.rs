@@ -46,39 +46,35 @@ pub fn start(
 
 /// Stops `server` gracefully on the first SIGINT or SIGTERM. actix-web's own
 /// handling treats SIGINT as a forced stop, which would cut logins in flight
-/// when an operator presses Ctrl-C.
-pub fn stop_on_signal(server: &Server) {
+/// when an operator presses Ctrl-C. The handlers are registered before this
+/// returns, so a signal sent right after start-up is not lost.
+#[cfg(unix)]
+pub fn stop_on_signal(server: &Server) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     let handle = server.handle();
     actix_web::rt::spawn(async move {
-        let name = wait_for_shutdown_signal().await;
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
         log::info!("{name} received; stopping after requests in flight finish");
         handle.stop(true).await;
     });
-}
-
-#[cfg(unix)]
-async fn wait_for_shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(terminate) => terminate,
-        Err(error) => {
-            log::error!(
-                "cannot listen for SIGTERM: {error}; only SIGINT stops the server gracefully"
-            );
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
-    }
+    Ok(())
 }
 
 #[cfg(not(unix))]
-async fn wait_for_shutdown_signal() -> &'static str {
-    let _ = tokio::signal::ctrl_c().await;
-    "Ctrl-C"
+pub fn stop_on_signal(server: &Server) -> std::io::Result<()> {
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        log::info!("Ctrl-C received; stopping after requests in flight finish");
+        handle.stop(true).await;
+    });
+    Ok(())
 }
 
 async fn not_found() -> HttpResponse {

@@ -120,15 +120,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             args.bind
         )
     })?;
-    let address = listener.local_addr().map_err(|error| error.to_string())?;
-    log::info!(
-        "nexus-auth {} listening on http://{address}; store {}; signing key {} ({:?})",
-        env!("CARGO_PKG_VERSION"),
-        store.location(),
-        signer.key_id(),
-        signer.algorithm(),
-    );
-
+    let key_id = signer.key_id().to_owned();
+    let algorithm = signer.algorithm();
     let state = web::Data::new(AppState {
         store: store.clone(),
         signer,
@@ -138,8 +131,18 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         },
     });
     let workers = args.workers.map(usize::from);
+    let address = listener.local_addr().map_err(|error| error.to_string())?;
     let server = server::start(listener, state, workers).map_err(|error| error.to_string())?;
-    server::stop_on_signal(&server);
+    server::stop_on_signal(&server)
+        .map_err(|error| format!("cannot install the SIGINT and SIGTERM handlers: {error}"))?;
+    log::info!(
+        "nexus-auth {} listening on http://{address}; store {}; signing key {} ({:?})",
+        env!("CARGO_PKG_VERSION"),
+        store.location(),
+        key_id,
+        algorithm,
+    );
+
     server
         .await
         .map_err(|error| format!("the server stopped with an error: {error}"))?;
