@@ -1,0 +1,379 @@
+//! The `nexus-auth` binary as an operator runs it: signal management
+//! against a store that a real server reads, `serve` start-up and shutdown,
+//! and the messages for bad settings.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{RawRequest, TestServer};
+
+fn nexus_auth() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nexus-auth"));
+    // Settings come from flags only, whatever the environment of the test run.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("NEXUS_AUTH_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Runs `nexus-auth signals <args> --database-url <database>`.
+fn signals(database: &Path, args: &[&str]) -> Output {
+    nexus_auth()
+        .arg("signals")
+        .args(args)
+        .arg("--database-url")
+        .arg(database)
+        .output()
+        .unwrap()
+}
+
+/// Runs a `signals` command that must succeed; returns its standard output.
+fn signals_ok(database: &Path, args: &[&str]) -> String {
+    let output = signals(database, args);
+    assert!(
+        output.status.success(),
+        "signals {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Creates a signal and returns the token printed for it.
+fn create_signal(database: &Path, id: &str) -> String {
+    let token = signals_ok(database, &["create", id]).trim().to_owned();
+    assert!(
+        token.starts_with("sgt_"),
+        "unexpected token output {token:?}"
+    );
+    token
+}
+
+fn rotate(database: &Path, id: &str, grace: Option<&str>) -> String {
+    let mut args = vec!["rotate", id];
+    if let Some(grace) = grace {
+        args.extend(["--grace", grace]);
+    }
+    signals_ok(database, &args).trim().to_owned()
+}
+
+async fn login_status(address: SocketAddr, id: &str, token: &str) -> u16 {
+    let body = serde_json::json!({ "signalId": id, "signalToken": token }).to_string();
+    let request = RawRequest::post("/auth/login", Some("application/json"), body);
+    common::http::send(address, &request).await.status
+}
+
+#[actix_web::test]
+async fn signal_lifecycle() {
+    let folder = tempfile::tempdir().unwrap();
+    let database = folder.path().join("cli.db");
+    let first = create_signal(&database, "sensor-7");
+    let (address, _store) = TestServer::start_on(&database).await;
+
+    assert_eq!(
+        login_status(address, "sensor-7", &first).await,
+        200,
+        "new signal"
+    );
+    let listing = signals_ok(&database, &["list"]);
+    assert!(
+        listing.contains("sensor-7") && listing.contains("enabled"),
+        "{listing}"
+    );
+
+    let second = rotate(&database, "sensor-7", None);
+    assert_eq!(
+        login_status(address, "sensor-7", &first).await,
+        401,
+        "token replaced without grace"
+    );
+    assert_eq!(
+        login_status(address, "sensor-7", &second).await,
+        200,
+        "token after rotation"
+    );
+
+    let third = rotate(&database, "sensor-7", Some("1h"));
+    assert_eq!(
+        login_status(address, "sensor-7", &second).await,
+        200,
+        "previous token inside grace"
+    );
+    assert_eq!(
+        login_status(address, "sensor-7", &third).await,
+        200,
+        "new token inside grace"
+    );
+    assert_eq!(
+        login_status(address, "sensor-7", &first).await,
+        401,
+        "token two rotations back"
+    );
+
+    signals_ok(&database, &["disable", "sensor-7"]);
+    assert_eq!(
+        login_status(address, "sensor-7", &third).await,
+        401,
+        "disabled signal"
+    );
+    assert!(signals_ok(&database, &["list"]).contains("disabled"));
+
+    signals_ok(&database, &["enable", "sensor-7"]);
+    assert_eq!(
+        login_status(address, "sensor-7", &third).await,
+        200,
+        "enabled again"
+    );
+
+    signals_ok(&database, &["delete", "sensor-7"]);
+    assert_eq!(
+        login_status(address, "sensor-7", &third).await,
+        401,
+        "deleted signal"
+    );
+
+    let again = signals(&database, &["delete", "sensor-7"]);
+    assert!(!again.status.success(), "deleting twice succeeded");
+    let message = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        message.contains("no signal with id \"sensor-7\""),
+        "{message}"
+    );
+}
+
+#[actix_web::test]
+async fn grace_period_ends() {
+    let folder = tempfile::tempdir().unwrap();
+    let database = folder.path().join("cli.db");
+    let old = create_signal(&database, "meter");
+    let (address, _store) = TestServer::start_on(&database).await;
+
+    let new = rotate(&database, "meter", Some("2s"));
+    assert_eq!(
+        login_status(address, "meter", &old).await,
+        200,
+        "inside the grace period"
+    );
+
+    // Grace ends at whole seconds, so 2 s of grace ends within 3 s.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(
+        login_status(address, "meter", &old).await,
+        401,
+        "after the grace period"
+    );
+    assert_eq!(
+        login_status(address, "meter", &new).await,
+        200,
+        "new token after grace"
+    );
+}
+
+#[actix_web::test]
+async fn token_from_stdin() {
+    let folder = tempfile::tempdir().unwrap();
+    let database = folder.path().join("cli.db");
+    let import = |token: &str| {
+        let mut child = nexus_auth()
+            .args([
+                "signals",
+                "create",
+                "legacy-client",
+                "--token-stdin",
+                "--database-url",
+            ])
+            .arg(&database)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{token}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+
+    let short = import("too-short-to-be-random");
+    assert!(!short.status.success(), "a 22-character token was accepted");
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 32"));
+
+    let token = "legacy-token-0123456789-abcdefghijklmnop";
+    let imported = import(token);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert!(
+        imported.stdout.is_empty(),
+        "an imported token is not printed again"
+    );
+
+    let (address, _store) = TestServer::start_on(&database).await;
+    assert_eq!(login_status(address, "legacy-client", token).await, 200);
+}
+
+#[test]
+fn operator_errors_in_plain_words() {
+    let folder = tempfile::tempdir().unwrap();
+    let database = folder.path().join("cli.db");
+    create_signal(&database, "sensor-7");
+
+    let duplicate = signals(&database, &["create", "sensor-7"]);
+    assert!(!duplicate.status.success());
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
+
+    let control = signals(&database, &["create", "bad\tid"]);
+    assert_eq!(control.status.code(), Some(2), "id with a tab");
+
+    let unknown = signals(&database, &["disable", "missing"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no signal with id \"missing\""));
+
+    let unopenable = folder.path().join("no-such-folder/cli.db");
+    let output = signals(&unopenable, &["list"]);
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(message.contains("cannot open the store at"), "{message}");
+    assert!(message.contains("no-such-folder/cli.db"), "{message}");
+    assert!(message.contains("--database-url"), "{message}");
+}
+
+#[test]
+fn bad_setting_names_flag_and_variable() {
+    let from_flag = nexus_auth()
+        .args(["serve", "--token-ttl", "soon"])
+        .output()
+        .unwrap();
+    let from_env = nexus_auth()
+        .arg("serve")
+        .env("NEXUS_AUTH_BODY_LIMIT", "huge")
+        .output()
+        .unwrap();
+    let bad_bind = nexus_auth()
+        .args(["serve", "--bind", "localhost"])
+        .output()
+        .unwrap();
+
+    for (output, flag, variable) in [
+        (from_flag, "--token-ttl", "NEXUS_AUTH_TOKEN_TTL"),
+        (from_env, "--body-limit", "NEXUS_AUTH_BODY_LIMIT"),
+        (bad_bind, "--bind", "NEXUS_AUTH_BIND"),
+    ] {
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag}: {message}");
+        assert!(message.contains(flag), "{flag}: {message}");
+        assert!(message.contains(variable), "{flag}: {message}");
+    }
+}
+
+/// Reads lines of a child's stream on a thread, so that a test can wait
+/// for a line with a deadline.
+fn line_reader(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+fn wait_for_line(lines: &mpsc::Receiver<String>, pattern: &str) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no line containing {pattern:?} within 20 s"));
+        if line.contains(pattern) {
+            return line;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn serve_bootstraps_and_stops_on_sigterm() {
+    let folder = tempfile::tempdir().unwrap();
+    let mut child = nexus_auth()
+        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
+        .current_dir(folder.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = line_reader(child.stdout.take().unwrap());
+    let stderr = line_reader(child.stderr.take().unwrap());
+
+    let token_line = wait_for_line(&stdout, "signalToken:");
+    let token = token_line.split_whitespace().last().unwrap().to_owned();
+    let listening = wait_for_line(&stderr, "listening on http://");
+    let address: SocketAddr = listening
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(listening.contains("signing key"), "{listening}");
+    assert!(
+        folder.path().join("nexus-auth.db").exists(),
+        "default database file"
+    );
+
+    assert_eq!(
+        login_status(address, "demo", &token).await,
+        200,
+        "bootstrap signal"
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_for_line(&stderr, "SIGTERM received");
+    wait_for_line(&stderr, "nexus-auth stopped");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+
+    let listing = signals_ok(&folder.path().join("nexus-auth.db"), &["list"]);
+    assert!(listing.contains("demo"), "{listing}");
+}
+
+#[test]
+fn no_bootstrap_leaves_store_empty() {
+    let folder = tempfile::tempdir().unwrap();
+    let mut child = nexus_auth()
+        .args(["serve", "--bind", "127.0.0.1:0", "--no-bootstrap"])
+        .current_dir(folder.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = line_reader(child.stderr.take().unwrap());
+    wait_for_line(&stderr, "listening on http://");
+
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+
+    assert!(output.status.success());
+    assert!(
+        output.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let database = folder.path().join("nexus-auth.db");
+    assert!(
+        signals(&database, &["list"]).stdout.is_empty(),
+        "signals were created"
+    );
+}

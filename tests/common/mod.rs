@@ -1,0 +1,139 @@
+//! Test support: a real server on a free loopback port with a fresh SQLite
+//! store, a raw HTTP/1.1 client, and the fixture file format.
+
+#![allow(dead_code)]
+
+pub mod fixtures;
+pub mod http;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use nexus_auth::app::{AppState, LoginSettings};
+use nexus_auth::secret::SignalToken;
+use nexus_auth::signal_token::TokenDigest;
+use nexus_auth::signer::{Signer, TokenSettings};
+use nexus_auth::store::{self, SignalStore, StoreOptions, StoredKey};
+use nexus_auth::time::unix_now;
+
+pub use http::{RawRequest, RawResponse};
+
+/// Signals that the fixtures log in with: (id, token, enabled).
+pub const FIXTURE_SIGNALS: &[(&str, &str, bool)] = &[
+    (
+        "fixture-signal",
+        "sgt_FixtureToken0123456789abcdefghijklmnop",
+        true,
+    ),
+    (
+        "fixture signal \u{e9}",
+        "sgt_fixture+plus token/slash=equals&amp_0123456789",
+        true,
+    ),
+    (
+        "fixture-disabled",
+        "sgt_DisabledToken0123456789abcdefghijklmn",
+        false,
+    ),
+];
+
+pub const TEST_ISSUER: &str = "nexus-auth-test";
+pub const TEST_AUDIENCE: &str = "fixture-audience";
+pub const TEST_TTL_SECONDS: u64 = 3600;
+pub const TEST_BODY_LIMIT: usize = 16 * 1024;
+
+/// A running server with its own store in a temporary folder.
+pub struct TestServer {
+    pub address: SocketAddr,
+    pub store: Arc<dyn SignalStore>,
+    pub database_path: PathBuf,
+    _folder: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server whose store holds `FIXTURE_SIGNALS`.
+    pub async fn start() -> TestServer {
+        let server = Self::start_empty().await;
+        for (id, token, enabled) in FIXTURE_SIGNALS {
+            let digest = TokenDigest::of(&SignalToken::new(*token));
+            server
+                .store
+                .create_signal(id, digest, unix_now())
+                .await
+                .unwrap();
+            if !enabled {
+                server.store.set_signal_enabled(id, false).await.unwrap();
+            }
+        }
+        server
+    }
+
+    /// Starts a server whose store holds no signal.
+    pub async fn start_empty() -> TestServer {
+        let folder = tempfile::tempdir().unwrap();
+        let database_path = folder.path().join("nexus-auth.db");
+        let store = open_store(&database_path).await;
+        let address = serve(store.clone()).await;
+        TestServer {
+            address,
+            store,
+            database_path,
+            _folder: folder,
+        }
+    }
+
+    /// Starts a server on an existing database file, such as one that the
+    /// command line manages.
+    pub async fn start_on(database_path: &Path) -> (SocketAddr, Arc<dyn SignalStore>) {
+        let store = open_store(database_path).await;
+        (serve(store.clone()).await, store)
+    }
+
+    pub async fn send(&self, request: &RawRequest) -> RawResponse {
+        http::send(self.address, request).await
+    }
+
+    pub async fn signing_key(&self) -> StoredKey {
+        self.store
+            .active_signing_key()
+            .await
+            .unwrap()
+            .expect("a signing key")
+    }
+}
+
+async fn open_store(path: &Path) -> Arc<dyn SignalStore> {
+    let options = StoreOptions {
+        database_url: path.display().to_string(),
+        timeout: Duration::from_secs(2),
+    };
+    store::open(&options).await.unwrap()
+}
+
+async fn serve(store: Arc<dyn SignalStore>) -> SocketAddr {
+    let settings = TokenSettings {
+        issuer: TEST_ISSUER.to_owned(),
+        audience: Some(TEST_AUDIENCE.to_owned()),
+        ttl_seconds: TEST_TTL_SECONDS,
+    };
+    let signer = Signer::load_or_create(store.as_ref(), settings, unix_now())
+        .await
+        .unwrap();
+    let state = web::Data::new(AppState {
+        store,
+        signer,
+        login: LoginSettings {
+            body_limit: TEST_BODY_LIMIT,
+            store_timeout: Duration::from_secs(2),
+        },
+    });
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = nexus_auth::server::start(listener, state, Some(2)).unwrap();
+    actix_web::rt::spawn(server);
+    address
+}
