@@ -8,10 +8,11 @@
 //!   validation), `login::authenticate` (the token check).
 //! - `store`: the `SignalStore` trait and its SQLite backend.
 //! - `signer`: signing keys and JWT issuance.
-//! - `error`: the JSON error every client sees.
+//! - `error`: the JSON body of every error response.
 //! - `signal_token`, `secret`, `time`: token generation and digests, masked
 //!   secret types, the clock.
-//! - `app`: shared server state. `cli`: the command line.
+//! - `app`: shared server state. `tls`: HTTPS certificates. `cli`: the
+//!   command line.
 
 pub mod app;
 pub mod cli;
@@ -23,3 +24,4 @@ pub mod signal_token;
 pub mod signer;
 pub mod store;
 pub mod time;
+pub mod tls;

@@ -18,6 +18,15 @@ pub fn configure(config: &mut web::ServiceConfig) {
     login::configure(config);
 }
 
+/// Server settings beyond the routes and the shared state.
+#[derive(Debug, Default)]
+pub struct ServerOptions {
+    /// Worker threads; one per CPU core when `None`.
+    pub workers: Option<usize>,
+    /// Serves HTTPS with this configuration instead of plain HTTP.
+    pub tls: Option<rustls::ServerConfig>,
+}
+
 /// Starts serving on `listener`. The returned `Server` runs until its
 /// handle stops it; signals are left to the caller (see `stop_on_signal`).
 /// After a graceful stop, requests in flight get `SHUTDOWN_TIMEOUT_SECONDS`
@@ -25,21 +34,23 @@ pub fn configure(config: &mut web::ServiceConfig) {
 pub fn start(
     listener: TcpListener,
     state: web::Data<AppState>,
-    workers: Option<usize>,
+    options: ServerOptions,
 ) -> std::io::Result<Server> {
-    let server = HttpServer::new(move || {
+    let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .configure(configure)
             .default_service(web::to(not_found))
     })
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)
-    .disable_signals()
-    .listen(listener)?;
+    .disable_signals();
+    if let Some(workers) = options.workers {
+        server = server.workers(workers);
+    }
 
-    let server = match workers {
-        Some(count) => server.workers(count),
-        None => server,
+    let server = match options.tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
     };
     Ok(server.run())
 }

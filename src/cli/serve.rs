@@ -2,24 +2,26 @@
 //! creates a first signal on an empty store, and runs the HTTP server.
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 
 use actix_web::web;
 use clap::Args;
 
 use super::StoreArgs;
 use crate::app::{AppState, LoginSettings};
+use crate::server::ServerOptions;
 use crate::signer::{Signer, TokenSettings};
 use crate::store::{self, SignalStore, StoreError};
 use crate::time::unix_now;
-use crate::{server, signal_token};
+use crate::{server, signal_token, tls};
 
 /// Id of the signal that `serve` creates on an empty store.
 const BOOTSTRAP_SIGNAL_ID: &str = "demo";
 
-/// Longest token lifetime accepted, in seconds (7 days).
+/// Maximum token lifetime, in seconds (7 days).
 const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
-/// Largest body limit accepted, in bytes (1 MiB). A login body needs under
+/// Maximum body limit, in bytes (1 MiB). A login body needs under
 /// 1 KiB; the limit only leaves room for what clients add around it.
 const MAX_BODY_LIMIT: usize = 1024 * 1024;
 
@@ -48,9 +50,28 @@ pub struct ServeArgs {
     #[arg(long, env = "NEXUS_AUTH_BODY_LIMIT", default_value = "16KiB", value_name = "SIZE", value_parser = parse_body_limit)]
     pub body_limit: usize,
 
-    /// Do not create the `demo` signal when the store holds no signal.
+    /// Do not create the `demo` signal when the store contains no signal.
     #[arg(long, env = "NEXUS_AUTH_NO_BOOTSTRAP")]
     pub no_bootstrap: bool,
+
+    /// PEM file with the certificate chain (leaf first) to serve HTTPS
+    /// with; needs --tls-key. Plain HTTP without it.
+    #[arg(
+        long,
+        env = "NEXUS_AUTH_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file with the private key of --tls-cert.
+    #[arg(
+        long,
+        env = "NEXUS_AUTH_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
 
     /// Number of worker threads; one per CPU core by default.
     #[arg(long, env = "NEXUS_AUTH_WORKERS", value_name = "COUNT", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -97,6 +118,16 @@ fn parse_body_limit(value: &str) -> Result<usize, String> {
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
+    // Certificate problems are found before the store is touched, so that a
+    // typo in a path changes nothing.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(tls::load_server_config(cert, key).map_err(|error| error.to_string())?)
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+
     let store = store::open(&args.store.options())
         .await
         .map_err(|error| error.to_string())?;
@@ -130,13 +161,16 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             store_timeout: args.store.store_timeout,
         },
     });
-    let workers = args.workers.map(usize::from);
+    let options = ServerOptions {
+        workers: args.workers.map(usize::from),
+        tls,
+    };
     let address = listener.local_addr().map_err(|error| error.to_string())?;
-    let server = server::start(listener, state, workers).map_err(|error| error.to_string())?;
+    let server = server::start(listener, state, options).map_err(|error| error.to_string())?;
     server::stop_on_signal(&server)
         .map_err(|error| format!("cannot install the SIGINT and SIGTERM handlers: {error}"))?;
     log::info!(
-        "nexus-auth {} listening on http://{address}; store {}; signing key {} ({:?})",
+        "nexus-auth {} listening on {scheme}://{address}; store {}; signing key {} ({:?})",
         env!("CARGO_PKG_VERSION"),
         store.location(),
         key_id,
@@ -152,7 +186,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Creates the `demo` signal when the store holds none, and prints its token
+/// Creates the `demo` signal when the store contains none, and prints its token
 /// once on standard output (never to the log), so that a first request
 /// works right after the first start.
 async fn bootstrap(store: &dyn SignalStore) -> Result<(), String> {
