@@ -11,7 +11,7 @@ use crate::store::SignalStore;
 pub struct LoginSettings {
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
-    /// Longest wait for the store before answering 503.
+    /// Maximum wait for the store before responding with 503.
     pub store_timeout: Duration,
 }
 

@@ -1,4 +1,4 @@
-//! The HTTP error boundary: every error a client sees, in one JSON shape.
+//! The HTTP error boundary: every error response, in one JSON shape.
 //!
 //! `{"success": false, "error": {"code": ..., "message": ..., "details": ...}}`
 //! is the shape that the public API's clients already parse. `message` is one
@@ -16,7 +16,7 @@ pub const ACCEPTED_MEDIA_TYPES: &str =
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
-    /// The body cannot be parsed in its media type; the message says where.
+    /// The body cannot be parsed in its media type. The message names the problem.
     #[error("{0}")]
     MalformedBody(String),
     #[error("{field} {problem}")]
@@ -41,7 +41,7 @@ pub enum ApiError {
     Internal,
 }
 
-/// Why a credential field fails validation, completing "<field> ...".
+/// Validation failure of one credential field, worded to follow its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FieldProblem {
     #[error("is missing; send it as a string of 1 to 256 characters.")]
@@ -76,7 +76,7 @@ struct ErrorDetails {
 }
 
 impl ApiError {
-    /// The contract's machine-readable error code.
+    /// Returns the machine-readable `error.code` of the JSON body.
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::MalformedBody(_) => "malformed-body",

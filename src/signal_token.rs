@@ -2,11 +2,10 @@
 //!
 //! The store keeps `SHA-256(token)`, never the token. A fast hash is enough
 //! here because generated tokens carry 256 bits from the operating system's
-//! random generator: guessing a preimage of the digest is as hard as guessing
-//! the token itself, so a slow password hash (Argon2, bcrypt) would add cost
-//! to every login and no security. That argument fails for short, human-chosen
-//! secrets, which is why imported tokens must be at least
-//! `MIN_IMPORTED_TOKEN_CHARS` long.
+//! random generator. Finding a preimage of the digest is then as hard as
+//! guessing the token, so a slow password hash (Argon2, bcrypt) would add
+//! cost to every login and no security. Short, human-chosen secrets lack that
+//! randomness, which is why imported tokens need `MIN_IMPORTED_TOKEN_CHARS`.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -25,7 +24,8 @@ const TOKEN_RANDOM_BYTES: usize = 32;
 /// Shortest token that `signals create --token-stdin` accepts, in characters.
 pub const MIN_IMPORTED_TOKEN_CHARS: usize = 32;
 
-/// Longest token that a client can send; longer values fail validation.
+/// Maximum token length that a client can send, in characters. Longer
+/// values fail validation.
 pub const MAX_TOKEN_CHARS: usize = 256;
 
 /// SHA-256 digest of a signal token.

@@ -31,7 +31,7 @@ pub struct Claims {
     pub aud: Option<String>,
 }
 
-/// What every token carries besides the signal: issuer, audience, lifetime.
+/// Claims and lifetime shared by every token: issuer, audience, ttl.
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
     pub issuer: String,

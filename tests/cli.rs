@@ -377,3 +377,182 @@ fn no_bootstrap_leaves_store_empty() {
         "signals were created"
     );
 }
+
+/// Sends `request` over TLS to `address`, trusting only `certificate`.
+fn send_over_tls(address: SocketAddr, certificate: &[u8], request: &RawRequest) -> Vec<u8> {
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::io::Read;
+    use std::sync::Arc;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(certificate.to_vec()))
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::IpAddress(address.ip().into());
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let socket = std::net::TcpStream::connect(address).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut stream = rustls::StreamOwned::new(connection, socket);
+
+    stream.write_all(&request.to_bytes()).unwrap();
+    let mut response = Vec::new();
+    // The server may close without close_notify; what arrived still counts.
+    let _ = stream.read_to_end(&mut response);
+    response
+}
+
+#[test]
+fn serve_over_tls() {
+    let folder = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert_path = folder.path().join("cert.pem");
+    let key_path = folder.path().join("key.pem");
+    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
+
+    let mut child = nexus_auth()
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--tls-cert",
+        ])
+        .arg(&cert_path)
+        .arg("--tls-key")
+        .arg(&key_path)
+        .current_dir(folder.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = line_reader(child.stdout.take().unwrap());
+    let stderr = line_reader(child.stderr.take().unwrap());
+    let token_line = wait_for_line(&stdout, "signalToken:");
+    let token = token_line.split_whitespace().last().unwrap();
+    let listening = wait_for_line(&stderr, "listening on https://");
+    let address: SocketAddr = listening
+        .split("https://")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let body = serde_json::json!({ "signalId": "demo", "signalToken": token }).to_string();
+    let request = RawRequest::post("/auth/login", Some("application/json"), body);
+    let response = send_over_tls(address, certified.cert.der(), &request);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.contains("\"token\":\"ey"), "{response}");
+}
+
+#[test]
+fn tls_settings_checked_before_start() {
+    let folder = tempfile::tempdir().unwrap();
+    let missing = folder.path().join("missing-cert.pem");
+
+    let unreadable = nexus_auth()
+        .args(["serve", "--bind", "127.0.0.1:0", "--tls-cert"])
+        .arg(&missing)
+        .arg("--tls-key")
+        .arg(&missing)
+        .current_dir(folder.path())
+        .output()
+        .unwrap();
+    let half = nexus_auth()
+        .args(["serve", "--tls-cert", "cert.pem"])
+        .current_dir(folder.path())
+        .output()
+        .unwrap();
+
+    let message = String::from_utf8_lossy(&unreadable.stderr);
+    assert!(!unreadable.status.success());
+    assert!(
+        message.contains("missing-cert.pem") && message.contains("--tls-cert"),
+        "{message}"
+    );
+    assert!(
+        !folder.path().join("nexus-auth.db").exists(),
+        "the store was created"
+    );
+    assert_eq!(half.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&half.stderr).contains("--tls-key"));
+}
+
+#[actix_web::test]
+async fn logs_hold_no_secrets() {
+    let folder = tempfile::tempdir().unwrap();
+    let mut child = nexus_auth()
+        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
+        .env("RUST_LOG", "trace")
+        .current_dir(folder.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = line_reader(child.stdout.take().unwrap());
+    let stderr = line_reader(child.stderr.take().unwrap());
+    let token_line = wait_for_line(&stdout, "signalToken:");
+    let token = token_line.split_whitespace().last().unwrap().to_owned();
+    let listening = wait_for_line(&stderr, "listening on http://");
+    let address: SocketAddr = listening
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let wrong_token = "sgt_WrongTokenThatMustNotBeLogged0123456789";
+    let login = |id: &str, token: &str| {
+        let body = serde_json::json!({ "signalId": id, "signalToken": token }).to_string();
+        RawRequest::post("/auth/login", Some("application/json"), body)
+    };
+    let issued = common::http::send(address, &login("demo", &token)).await;
+    let jwt = issued.json()["token"].as_str().unwrap().to_owned();
+    common::http::send(address, &login("demo", wrong_token)).await;
+    // A client that swaps the fields sends its token as the id.
+    common::http::send(address, &login(&token, "demo")).await;
+    let form = format!("signalId=demo&signalToken={wrong_token}");
+    common::http::send(address, &RawRequest::post("/auth/login", None, form)).await;
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    // The reader thread ends its channel when the process's stderr closes.
+    let mut lines = Vec::new();
+    while let Ok(line) = stderr.recv_timeout(Duration::from_secs(10)) {
+        lines.push(line);
+    }
+    let log = lines.join("\n");
+
+    assert!(
+        log.contains("login issued"),
+        "the log has no login lines:\n{log}"
+    );
+    assert!(!log.contains(&token), "the signal token is in the log");
+    assert!(
+        !log.contains(wrong_token),
+        "a presented token is in the log"
+    );
+    let signature = jwt.rsplit('.').next().unwrap();
+    assert!(!log.contains(signature), "the JWT is in the log");
+}

@@ -1,17 +1,20 @@
-//! `POST /auth/login` against a real server: every fixture answers as it
+//! `POST /auth/login` against a real server: every fixture gets the response it
 //! declares, every issued JWT verifies, and truncated bodies never get a 5xx.
 
 mod common;
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{stream, StreamExt};
 
 use common::fixtures::{self, Fixture};
 use common::{RawRequest, RawResponse, TestServer, TEST_AUDIENCE, TEST_ISSUER, TEST_TTL_SECONDS};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use nexus_auth::signal_token::TokenDigest;
 use nexus_auth::signer::Claims;
-use nexus_auth::store::StoredKey;
+use nexus_auth::store::{SignalRecord, SignalStore, SignalSummary, StoreError, StoredKey};
 
 const ACCEPTED_MEDIA_TYPES: &str =
     "application/json, multipart/form-data, text/plain, application/x-www-form-urlencoded";
@@ -294,8 +297,8 @@ async fn truncated_bodies_get_4xx() {
 #[actix_web::test]
 async fn announced_oversize_body_rejected_before_reading() {
     let server = TestServer::start().await;
-    // Announce a body far over the limit and send none of it: the answer
-    // must come from the header alone.
+    // Announce a body far over the limit and send none of it: the response
+    // must follow from the header alone.
     let head = b"POST /auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
         Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n";
 
@@ -337,4 +340,79 @@ async fn restart_keeps_signing_key() {
 
     assert_eq!(first_key.kid, second_key.kid);
     assert_eq!(first_key.public_key, second_key.public_key);
+}
+
+/// A store whose signal lookups never finish in time, standing for a
+/// database that accepts connections but does not respond.
+struct HangingStore(Arc<dyn SignalStore>);
+
+#[async_trait::async_trait]
+impl SignalStore for HangingStore {
+    fn location(&self) -> &str {
+        self.0.location()
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.0.ping().await
+    }
+    async fn find_signal(&self, _id: &str) -> Result<Option<SignalRecord>, StoreError> {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok(None)
+    }
+    async fn count_signals(&self) -> Result<u64, StoreError> {
+        self.0.count_signals().await
+    }
+    async fn list_signals(&self) -> Result<Vec<SignalSummary>, StoreError> {
+        self.0.list_signals().await
+    }
+    async fn create_signal(
+        &self,
+        id: &str,
+        digest: TokenDigest,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.0.create_signal(id, digest, now).await
+    }
+    async fn rotate_signal(
+        &self,
+        id: &str,
+        digest: TokenDigest,
+        previous_expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.0
+            .rotate_signal(id, digest, previous_expires_at, now)
+            .await
+    }
+    async fn set_signal_enabled(&self, id: &str, enabled: bool) -> Result<(), StoreError> {
+        self.0.set_signal_enabled(id, enabled).await
+    }
+    async fn delete_signal(&self, id: &str) -> Result<(), StoreError> {
+        self.0.delete_signal(id).await
+    }
+    async fn active_signing_key(&self) -> Result<Option<StoredKey>, StoreError> {
+        self.0.active_signing_key().await
+    }
+    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        self.0.insert_signing_key(key).await
+    }
+    async fn close(&self) {
+        self.0.close().await
+    }
+}
+
+#[actix_web::test]
+async fn hanging_store_answers_503() {
+    let backing = TestServer::start().await;
+    let store = Arc::new(HangingStore(backing.store.clone()));
+    let address = TestServer::start_with_store(store, Duration::from_millis(200)).await;
+    let body = r#"{"signalId":"fixture-signal","signalToken":"sgt_FixtureToken0123456789abcdefghijklmnop"}"#;
+
+    // The lookup sleeps 60 s and the client gives up after 10 s, so a
+    // response at all shows that the store timeout bounded the wait.
+    let request = RawRequest::post("/auth/login", Some("application/json"), body);
+    let response = common::http::send(address, &request).await;
+
+    assert_eq!(response.status, 503);
+    assert_eq!(response.json()["error"]["code"], "unavailable");
+    assert!(response.json().get("token").is_none());
 }

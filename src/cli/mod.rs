@@ -38,7 +38,7 @@ pub enum Command {
     Signals(SignalsCommand),
 }
 
-/// Where the store is; shared by `serve` and every `signals` command.
+/// Store location and timeout, shared by `serve` and every `signals` command.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     /// Database URL: sqlite://PATH, or a file path. The file is created and
@@ -131,7 +131,7 @@ fn setting_hint(error: &clap::Error) -> Option<String> {
     ))
 }
 
-/// Starts logging: `info` and above unless `RUST_LOG` says otherwise.
+/// Starts logging at `info` and above, or at the level that `RUST_LOG` sets.
 pub fn init_logging() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 }

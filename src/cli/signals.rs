@@ -15,7 +15,7 @@ use crate::signal_token::{self, TokenDigest};
 use crate::store::{self, SignalStore, SignalSummary};
 use crate::time::unix_now;
 
-/// Longest signal id, in characters; longer ids could never log in.
+/// Maximum signal id length, in characters. Longer ids could never log in.
 const MAX_SIGNAL_ID_CHARS: usize = 256;
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,7 @@
 //! Checks a signal token against the store's record of the signal.
 //!
-//! Unknown signal, wrong token and disabled signal are one answer to the
-//! client, and take the same work: the token is hashed and compared against
+//! Unknown signal, wrong token and disabled signal get one response, and
+//! take the same work: the token is hashed and compared against
 //! two digests on every path, with a placeholder digest standing in for a
 //! signal or previous token that does not exist.
 
@@ -9,7 +9,7 @@ use crate::secret::SignalToken;
 use crate::signal_token::TokenDigest;
 use crate::store::SignalRecord;
 
-/// Why a login was refused, for the server's log only.
+/// Reason a login was rejected, for the server's log only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
     UnknownSignal,

@@ -3,8 +3,8 @@
 //!
 //! Extractors record what the body contained, including what is wrong with
 //! it (a missing field, a field given twice, a non-string JSON value), and
-//! leave every judgement to `validate`, so that each format answers the same
-//! way for the same mistake.
+//! leave every judgement to `validate`, so that each format returns the same
+//! error for the same mistake.
 
 use crate::error::{ApiError, FieldProblem};
 use crate::secret::SignalToken;

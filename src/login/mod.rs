@@ -42,7 +42,7 @@ struct LoginResponse<'a> {
     expires_in: i64,
 }
 
-/// What one attempt reached, for its log line.
+/// Details of one login attempt, for its log line.
 struct Attempt {
     format: &'static str,
     signal_id: Option<String>,

@@ -80,7 +80,7 @@ pub trait SignalStore: Send + Sync {
     /// Describes where the data lives, without any password, for log lines.
     fn location(&self) -> &str;
 
-    /// Checks that the store answers.
+    /// Checks that the store responds to a query.
     async fn ping(&self) -> Result<(), StoreError>;
 
     async fn find_signal(&self, id: &str) -> Result<Option<SignalRecord>, StoreError>;
@@ -126,7 +126,7 @@ pub trait SignalStore: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub database_url: String,
-    /// Longest wait for a connection or a query before the store counts as
+    /// Maximum wait for a connection or a query before the store counts as
     /// unavailable.
     pub timeout: Duration,
 }

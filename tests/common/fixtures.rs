@@ -1,4 +1,4 @@
-//! Reads `fixtures/login/*.http`: a block of `key: value` lines that say
+//! Reads `fixtures/login/*.http`: a block of `key: value` lines that set
 //! what to send and what to expect, an empty line, then the body bytes.
 
 use std::path::{Path, PathBuf};

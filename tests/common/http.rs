@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Longest wait for a whole response.
+/// Maximum wait for a whole response.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
@@ -115,8 +115,8 @@ pub async fn send_bytes(address: SocketAddr, bytes: &[u8]) -> RawResponse {
     let exchange = async {
         let stream = TcpStream::connect(address).await.expect("connect");
         let (mut reader, mut writer) = stream.into_split();
-        // Write and read at once: a server may answer (413, 415) and close
-        // before it has read the whole body, and the answer must still count.
+        // Write and read at once: a server may respond (413, 415) and
+        // close before it has read the whole body, and the response still counts.
         let write = async move {
             let _ = writer.write_all(&bytes).await;
             let _ = writer.flush().await;

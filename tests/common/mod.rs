@@ -14,6 +14,7 @@ use std::time::Duration;
 use actix_web::web;
 use nexus_auth::app::{AppState, LoginSettings};
 use nexus_auth::secret::SignalToken;
+use nexus_auth::server::ServerOptions;
 use nexus_auth::signal_token::TokenDigest;
 use nexus_auth::signer::{Signer, TokenSettings};
 use nexus_auth::store::{self, SignalStore, StoreOptions, StoredKey};
@@ -54,7 +55,7 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server whose store holds `FIXTURE_SIGNALS`.
+    /// Starts a server whose store contains `FIXTURE_SIGNALS`.
     pub async fn start() -> TestServer {
         let server = Self::start_empty().await;
         for (id, token, enabled) in FIXTURE_SIGNALS {
@@ -71,7 +72,7 @@ impl TestServer {
         server
     }
 
-    /// Starts a server whose store holds no signal.
+    /// Starts a server whose store contains no signal.
     pub async fn start_empty() -> TestServer {
         let folder = tempfile::tempdir().unwrap();
         let database_path = folder.path().join("nexus-auth.db");
@@ -83,6 +84,15 @@ impl TestServer {
             database_path,
             _folder: folder,
         }
+    }
+
+    /// Starts a server in front of `store`, which waits at most
+    /// `store_timeout` for it.
+    pub async fn start_with_store(
+        store: Arc<dyn SignalStore>,
+        store_timeout: Duration,
+    ) -> SocketAddr {
+        serve_with_timeout(store, store_timeout).await
     }
 
     /// Starts a server on an existing database file, such as one that the
@@ -114,6 +124,10 @@ async fn open_store(path: &Path) -> Arc<dyn SignalStore> {
 }
 
 async fn serve(store: Arc<dyn SignalStore>) -> SocketAddr {
+    serve_with_timeout(store, Duration::from_secs(2)).await
+}
+
+async fn serve_with_timeout(store: Arc<dyn SignalStore>, store_timeout: Duration) -> SocketAddr {
     let settings = TokenSettings {
         issuer: TEST_ISSUER.to_owned(),
         audience: Some(TEST_AUDIENCE.to_owned()),
@@ -127,13 +141,17 @@ async fn serve(store: Arc<dyn SignalStore>) -> SocketAddr {
         signer,
         login: LoginSettings {
             body_limit: TEST_BODY_LIMIT,
-            store_timeout: Duration::from_secs(2),
+            store_timeout,
         },
     });
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
-    let server = nexus_auth::server::start(listener, state, Some(2)).unwrap();
+    let options = ServerOptions {
+        workers: Some(2),
+        tls: None,
+    };
+    let server = nexus_auth::server::start(listener, state, options).unwrap();
     actix_web::rt::spawn(server);
     address
 }
