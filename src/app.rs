@@ -1,10 +1,14 @@
-//! Shared state of the HTTP server, built once at start.
+//! Shared state of the HTTP server, built once at start from the store and
+//! the settings.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::signer::Signer;
+use crate::keys::{KeyError, KeyRing, KeyRingSettings, SigningAlgorithm};
+use crate::signer::{Signer, TokenSettings};
 use crate::store::SignalStore;
+use crate::verify::{Verifier, VerifierSettings};
 
 /// Limits of the login path.
 #[derive(Debug, Clone)]
@@ -15,8 +19,56 @@ pub struct LoginSettings {
     pub store_timeout: Duration,
 }
 
+/// Everything the server needs besides the store.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub token: TokenSettings,
+    pub signing_algorithm: SigningAlgorithm,
+    pub hmac_secret_file: Option<PathBuf>,
+    /// Clock skew allowed for `exp` and `nbf`, in seconds.
+    pub clock_leeway: u64,
+    pub login: LoginSettings,
+}
+
 pub struct AppState {
     pub store: Arc<dyn SignalStore>,
     pub signer: Signer,
+    pub verifier: Verifier,
     pub login: LoginSettings,
+}
+
+impl AppState {
+    /// Loads the key ring (generating a signing key if needed) and builds
+    /// the signer and verifier around it.
+    pub async fn open(
+        store: Arc<dyn SignalStore>,
+        settings: Settings,
+        now: i64,
+    ) -> Result<AppState, KeyError> {
+        let ring_settings = KeyRingSettings {
+            algorithm: settings.signing_algorithm,
+            hmac_secret_file: settings.hmac_secret_file,
+            token_ttl: settings.token.ttl_seconds,
+            leeway: settings.clock_leeway,
+        };
+        let ring = Arc::new(KeyRing::open(store.as_ref(), ring_settings, now).await?);
+        let verifier = Verifier::new(
+            ring.clone(),
+            VerifierSettings {
+                issuer: settings.token.issuer.clone(),
+                audience: settings.token.audience.clone(),
+                leeway: settings.clock_leeway,
+            },
+        );
+        Ok(AppState {
+            store,
+            signer: Signer::new(ring, settings.token),
+            verifier,
+            login: settings.login,
+        })
+    }
+
+    pub fn key_ring(&self) -> &Arc<KeyRing> {
+        self.signer.ring()
+    }
 }

@@ -26,8 +26,11 @@ pub enum ApiError {
     },
     #[error("The signal id or token is not valid.")]
     InvalidCredentials,
-    #[error("The method {0} is not allowed here; use POST.")]
-    MethodNotAllowed(String),
+    /// A missing or unacceptable bearer token; the message says what to do.
+    #[error("{0}")]
+    InvalidToken(&'static str),
+    #[error("The method {method} is not allowed here; use {allow}.")]
+    MethodNotAllowed { method: String, allow: &'static str },
     #[error("The request body is larger than the limit of {limit} bytes.")]
     PayloadTooLarge { limit: usize },
     /// Unsupported or unparsable `Content-Type`; the message names it.
@@ -82,7 +85,8 @@ impl ApiError {
             ApiError::MalformedBody(_) => "malformed-body",
             ApiError::Validation { .. } => "validation-error",
             ApiError::InvalidCredentials => "invalid-credentials",
-            ApiError::MethodNotAllowed(_) => "method-not-allowed",
+            ApiError::InvalidToken(_) => "invalid-token",
+            ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Unavailable => "unavailable",
@@ -98,7 +102,8 @@ impl ResponseError for ApiError {
             ApiError::MalformedBody(_) => StatusCode::BAD_REQUEST,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -124,8 +129,14 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
         match self {
-            ApiError::MethodNotAllowed(_) => {
-                response.insert_header((header::ALLOW, HeaderValue::from_static("POST")));
+            ApiError::MethodNotAllowed { allow, .. } => {
+                response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+            }
+            ApiError::InvalidToken(_) => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                ));
             }
             ApiError::UnsupportedMediaType(_) => {
                 response.insert_header(("Accept-Post", ACCEPTED_MEDIA_TYPES));
@@ -134,6 +145,15 @@ impl ResponseError for ApiError {
         }
         response.json(body)
     }
+}
+
+/// Answers 405 on a route that serves only GET.
+pub async fn method_not_allowed_get(request: actix_web::HttpRequest) -> HttpResponse {
+    ApiError::MethodNotAllowed {
+        method: request.method().to_string(),
+        allow: "GET",
+    }
+    .error_response()
 }
 
 #[cfg(test)]

@@ -7,7 +7,10 @@
 //!   format), `login::credentials` (the `Credentials` type and its
 //!   validation), `login::authenticate` (the token check).
 //! - `store`: the `SignalStore` trait and its SQLite backend.
-//! - `signer`: signing keys and JWT issuance.
+//! - `keys`: signing algorithms, key generation and the key ring that
+//!   every server reloads from the store. `signer`: JWT issuance.
+//! - `verify`: token verification. `session`: the `AuthenticatedSignal`
+//!   extractor and `GET /auth/session`. `jwks`: the public keys.
 //! - `error`: the JSON body of every error response.
 //! - `signal_token`, `secret`, `time`: token generation and digests, masked
 //!   secret types, the clock.
@@ -17,11 +20,15 @@
 pub mod app;
 pub mod cli;
 pub mod error;
+pub mod jwks;
+pub mod keys;
 pub mod login;
 pub mod secret;
 pub mod server;
+pub mod session;
 pub mod signal_token;
 pub mod signer;
 pub mod store;
 pub mod time;
 pub mod tls;
+pub mod verify;

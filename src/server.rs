@@ -8,7 +8,7 @@ use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::login;
+use crate::{jwks, login, session};
 
 /// Seconds that a graceful shutdown waits for requests in flight.
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 10;
@@ -16,6 +16,8 @@ const SHUTDOWN_TIMEOUT_SECONDS: u64 = 10;
 /// Registers every route. Unknown paths get the contract's JSON 404.
 pub fn configure(config: &mut web::ServiceConfig) {
     login::configure(config);
+    session::configure(config);
+    jwks::configure(config);
 }
 
 /// Server settings beyond the routes and the shared state.

@@ -392,8 +392,14 @@ impl SignalStore for HangingStore {
     async fn active_signing_key(&self) -> Result<Option<StoredKey>, StoreError> {
         self.0.active_signing_key().await
     }
-    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
-        self.0.insert_signing_key(key).await
+    async fn list_signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        self.0.list_signing_keys().await
+    }
+    async fn add_active_signing_key(&self, key: &StoredKey, now: i64) -> Result<(), StoreError> {
+        self.0.add_active_signing_key(key, now).await
+    }
+    async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<(), StoreError> {
+        self.0.retire_signing_key(kid, now).await
     }
     async fn close(&self) {
         self.0.close().await

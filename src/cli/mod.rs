@@ -1,8 +1,10 @@
-//! The command line: `serve` runs the server, `signals` manages signals.
+//! The command line: `serve` runs the server, `signals` manages signals,
+//! `keys` manages signing keys.
 //!
 //! Every option of `serve` also reads a `NEXUS_AUTH_*` environment variable,
 //! so that container and systemd deployments need no flags.
 
+mod keys;
 mod serve;
 mod signals;
 
@@ -15,6 +17,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::store::{StoreOptions, DEFAULT_DATABASE_URL};
 
+pub use keys::KeysCommand;
 pub use serve::ServeArgs;
 pub use signals::SignalsCommand;
 
@@ -36,6 +39,9 @@ pub enum Command {
     /// Create, list, rotate, disable, enable or delete signals.
     #[command(subcommand)]
     Signals(SignalsCommand),
+    /// List, rotate or retire the keys that sign tokens.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 /// Store location and timeout, shared by `serve` and every `signals` command.
@@ -141,6 +147,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Signals(command) => signals::run(command).await,
+        Command::Keys(command) => keys::run(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

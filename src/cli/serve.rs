@@ -3,14 +3,16 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use actix_web::web;
 use clap::Args;
 
 use super::StoreArgs;
-use crate::app::{AppState, LoginSettings};
+use crate::app::{AppState, LoginSettings, Settings};
+use crate::keys::SigningAlgorithm;
 use crate::server::ServerOptions;
-use crate::signer::{Signer, TokenSettings};
+use crate::signer::TokenSettings;
 use crate::store::{self, SignalStore, StoreError};
 use crate::time::unix_now;
 use crate::{server, signal_token, tls};
@@ -49,6 +51,30 @@ pub struct ServeArgs {
     /// Largest accepted request body: bytes, or a number with KiB or MiB.
     #[arg(long, env = "NEXUS_AUTH_BODY_LIMIT", default_value = "16KiB", value_name = "SIZE", value_parser = parse_body_limit)]
     pub body_limit: usize,
+
+    /// Algorithm of the signing key generated at start when the store has
+    /// no active key of it: EdDSA, ES256, RS256 (2048-bit) or HS256.
+    #[arg(
+        long,
+        env = "NEXUS_AUTH_SIGNING_ALG",
+        default_value = "EdDSA",
+        value_name = "ALG"
+    )]
+    pub signing_alg: SigningAlgorithm,
+
+    /// File with the HS256 secret (at least 32 bytes); needed with
+    /// --signing-alg HS256 and read only then.
+    #[arg(long, env = "NEXUS_AUTH_HS256_SECRET_FILE", value_name = "PATH")]
+    pub hs256_secret_file: Option<PathBuf>,
+
+    /// Clock skew allowed when checking a token's exp and nbf, in seconds.
+    #[arg(long, env = "NEXUS_AUTH_CLOCK_LEEWAY", default_value = "30", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub clock_leeway: u64,
+
+    /// Seconds between reloads of the signing keys from the store, which
+    /// bounds how soon a rotation made elsewhere takes effect here.
+    #[arg(long, env = "NEXUS_AUTH_KEY_REFRESH", default_value = "10", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub key_refresh: u64,
 
     /// Do not create the `demo` signal when the store contains no signal.
     #[arg(long, env = "NEXUS_AUTH_NO_BOOTSTRAP")]
@@ -136,14 +162,26 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         bootstrap(store.as_ref()).await?;
     }
 
-    let settings = TokenSettings {
-        issuer: args.issuer.clone(),
-        audience: args.audience.clone(),
-        ttl_seconds: args.token_ttl,
+    let settings = Settings {
+        token: TokenSettings {
+            issuer: args.issuer.clone(),
+            audience: args.audience.clone(),
+            ttl_seconds: args.token_ttl,
+        },
+        signing_algorithm: args.signing_alg,
+        hmac_secret_file: args.hs256_secret_file.clone(),
+        clock_leeway: args.clock_leeway,
+        login: LoginSettings {
+            body_limit: args.body_limit,
+            store_timeout: args.store.store_timeout,
+        },
     };
-    let signer = Signer::load_or_create(store.as_ref(), settings, unix_now())
+    let state = AppState::open(store.clone(), settings, unix_now())
         .await
         .map_err(|error| error.to_string())?;
+    let ring = state.key_ring().clone();
+    ring.clone()
+        .refresh_every(store.clone(), Duration::from_secs(args.key_refresh));
 
     let listener = TcpListener::bind(args.bind).map_err(|error| {
         format!(
@@ -151,16 +189,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             args.bind
         )
     })?;
-    let key_id = signer.key_id().to_owned();
-    let algorithm = signer.algorithm();
-    let state = web::Data::new(AppState {
-        store: store.clone(),
-        signer,
-        login: LoginSettings {
-            body_limit: args.body_limit,
-            store_timeout: args.store.store_timeout,
-        },
-    });
+    let state = web::Data::new(state);
     let options = ServerOptions {
         workers: args.workers.map(usize::from),
         tls,
@@ -170,11 +199,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     server::stop_on_signal(&server)
         .map_err(|error| format!("cannot install the SIGINT and SIGTERM handlers: {error}"))?;
     log::info!(
-        "nexus-auth {} listening on {scheme}://{address}; store {}; signing key {} ({:?})",
+        "nexus-auth {} listening on {scheme}://{address}; store {}; signing key {} ({})",
         env!("CARGO_PKG_VERSION"),
         store.location(),
-        key_id,
-        algorithm,
+        ring.current().active.kid,
+        ring.current().active.algorithm,
     );
 
     server

@@ -244,7 +244,7 @@ fn print_signals(signals: &[SignalSummary]) {
     }
 }
 
-fn format_time(seconds: Option<i64>) -> String {
+pub(super) fn format_time(seconds: Option<i64>) -> String {
     match seconds {
         Some(seconds) if seconds >= 0 => {
             let time = UNIX_EPOCH + Duration::from_secs(seconds as u64);

@@ -166,5 +166,9 @@ async fn options() -> HttpResponse {
 }
 
 async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
-    ApiError::MethodNotAllowed(request.method().to_string()).error_response()
+    ApiError::MethodNotAllowed {
+        method: request.method().to_string(),
+        allow: "POST",
+    }
+    .error_response()
 }

@@ -49,6 +49,8 @@ pub struct StoredKey {
     pub private_key: KeyMaterial,
     pub public_key: Vec<u8>,
     pub created_at: i64,
+    /// Time at which the key stopped signing; `None` while it may sign.
+    pub retired_at: Option<i64>,
 }
 
 /// Errors of the signal store, worded for the operator who reads them.
@@ -58,6 +60,8 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("no signal with id {0:?} exists; `signals list` shows the existing ones")]
     NotFound(String),
+    #[error("no signing key with id {0:?} exists; `keys list` shows the existing ones")]
+    KeyNotFound(String),
     #[error("cannot open the store at {location}: {source}; check --database-url (NEXUS_AUTH_DATABASE_URL)")]
     Open {
         location: String,
@@ -115,7 +119,16 @@ pub trait SignalStore: Send + Sync {
     /// Returns the newest key that has not been retired, if any.
     async fn active_signing_key(&self) -> Result<Option<StoredKey>, StoreError>;
 
-    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+    /// Lists every signing key, newest first.
+    async fn list_signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+
+    /// Adds `key` as the active signing key and retires every other key
+    /// that has not been retired, at `now`, in one transaction.
+    async fn add_active_signing_key(&self, key: &StoredKey, now: i64) -> Result<(), StoreError>;
+
+    /// Stops `kid` from signing at `now`. Retiring a retired key changes
+    /// nothing.
+    async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<(), StoreError>;
 
     /// Closes every connection. Later calls fail as an unreachable store
     /// does, which is also how tests stand for one.

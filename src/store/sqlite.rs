@@ -86,6 +86,20 @@ fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+const SELECT_KEYS: &str =
+    "SELECT kid, algorithm, private_key, public_key, created_at, retired_at FROM signing_keys";
+
+fn key_from_row(row: &SqliteRow) -> Result<StoredKey, StoreError> {
+    Ok(StoredKey {
+        kid: row.try_get("kid")?,
+        algorithm: row.try_get("algorithm")?,
+        private_key: KeyMaterial::new(row.try_get::<Vec<u8>, _>("private_key")?),
+        public_key: row.try_get("public_key")?,
+        created_at: row.try_get("created_at")?,
+        retired_at: row.try_get("retired_at")?,
+    })
+}
+
 fn digest_column(row: &SqliteRow, column: &str) -> Result<TokenDigest, StoreError> {
     let bytes: Vec<u8> = row.try_get(column)?;
     TokenDigest::from_slice(&bytes).ok_or_else(|| {
@@ -230,25 +244,29 @@ impl SignalStore for SqliteStore {
     }
 
     async fn active_signing_key(&self) -> Result<Option<StoredKey>, StoreError> {
-        let row = sqlx::query(
-            "SELECT kid, algorithm, private_key, public_key, created_at FROM signing_keys
-             WHERE retired_at IS NULL ORDER BY created_at DESC, kid LIMIT 1",
-        )
+        let row = sqlx::query(&format!(
+            "{SELECT_KEYS} WHERE retired_at IS NULL ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        ))
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        Ok(Some(StoredKey {
-            kid: row.try_get("kid")?,
-            algorithm: row.try_get("algorithm")?,
-            private_key: KeyMaterial::new(row.try_get::<Vec<u8>, _>("private_key")?),
-            public_key: row.try_get("public_key")?,
-            created_at: row.try_get("created_at")?,
-        }))
+        row.as_ref().map(key_from_row).transpose()
     }
 
-    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+    async fn list_signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_KEYS} ORDER BY created_at DESC, rowid DESC"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn add_active_signing_key(&self, key: &StoredKey, now: i64) -> Result<(), StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
+            .bind(now)
+            .execute(&mut *transaction)
+            .await?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at)
              VALUES (?, ?, ?, ?, ?)",
@@ -258,8 +276,23 @@ impl SignalStore for SqliteStore {
         .bind(&key.private_key.expose()[..])
         .bind(&key.public_key)
         .bind(key.created_at)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn retire_signing_key(&self, kid: &str, now: i64) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "UPDATE signing_keys SET retired_at = COALESCE(retired_at, ?) WHERE kid = ?",
+        )
+        .bind(now)
+        .bind(kid)
         .execute(&self.pool)
         .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::KeyNotFound(kid.to_owned()));
+        }
         Ok(())
     }
 

@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
-use nexus_auth::app::{AppState, LoginSettings};
+use nexus_auth::app::{AppState, LoginSettings, Settings};
+use nexus_auth::keys::SigningAlgorithm;
 use nexus_auth::secret::SignalToken;
 use nexus_auth::server::ServerOptions;
 use nexus_auth::signal_token::TokenDigest;
-use nexus_auth::signer::{Signer, TokenSettings};
+use nexus_auth::signer::TokenSettings;
 use nexus_auth::store::{self, SignalStore, StoreOptions, StoredKey};
 use nexus_auth::time::unix_now;
 
@@ -128,23 +129,31 @@ async fn serve(store: Arc<dyn SignalStore>) -> SocketAddr {
 }
 
 async fn serve_with_timeout(store: Arc<dyn SignalStore>, store_timeout: Duration) -> SocketAddr {
-    let settings = TokenSettings {
-        issuer: TEST_ISSUER.to_owned(),
-        audience: Some(TEST_AUDIENCE.to_owned()),
-        ttl_seconds: TEST_TTL_SECONDS,
-    };
-    let signer = Signer::load_or_create(store.as_ref(), settings, unix_now())
-        .await
-        .unwrap();
-    let state = web::Data::new(AppState {
-        store,
-        signer,
+    let settings = test_settings(store_timeout);
+    let state = AppState::open(store, settings, unix_now()).await.unwrap();
+    start_state(web::Data::new(state))
+}
+
+/// Settings of every test server: EdDSA, a fixed issuer and audience.
+pub fn test_settings(store_timeout: Duration) -> Settings {
+    Settings {
+        token: TokenSettings {
+            issuer: TEST_ISSUER.to_owned(),
+            audience: Some(TEST_AUDIENCE.to_owned()),
+            ttl_seconds: TEST_TTL_SECONDS,
+        },
+        signing_algorithm: SigningAlgorithm::EdDsa,
+        hmac_secret_file: None,
+        clock_leeway: 30,
         login: LoginSettings {
             body_limit: TEST_BODY_LIMIT,
             store_timeout,
         },
-    });
+    }
+}
 
+/// Serves `state` on a free loopback port; returns the address.
+pub fn start_state(state: web::Data<AppState>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     let options = ServerOptions {

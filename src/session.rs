@@ -1,0 +1,225 @@
+//! Requests authorized by a token: the `AuthenticatedSignal` extractor and
+//! `GET /auth/session`, which reverse proxies use for forward
+//! authentication.
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use futures_util::future::LocalBoxFuture;
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::signer::Claims;
+use crate::time::unix_now;
+use crate::verify::TokenRejection;
+
+/// Header that carries the signal id of an accepted token, for the
+/// upstream behind a reverse proxy.
+pub const SIGNAL_ID_HEADER: &str = "X-Signal-Id";
+
+/// A signal whose token verified and which is still enabled. Put it in a
+/// handler's arguments to require a token:
+///
+/// ```
+/// use nexus_auth::session::AuthenticatedSignal;
+///
+/// async fn report(signal: AuthenticatedSignal) -> String {
+///     format!("hello, {}", signal.signal_id)
+/// }
+/// ```
+///
+/// The app must have a `web::Data<AppState>`. A request without an
+/// acceptable token gets 401 `invalid-token` before the handler runs.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedSignal {
+    pub signal_id: String,
+    pub claims: Claims,
+}
+
+impl FromRequest for AuthenticatedSignal {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let state = request.app_data::<web::Data<AppState>>().cloned();
+        let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+        Box::pin(async move {
+            let Some(state) = state else {
+                log::error!("AuthenticatedSignal needs web::Data<AppState> in the app");
+                return Err(ApiError::Internal);
+            };
+            authenticate(&state, authorization.as_ref()).await
+        })
+    }
+}
+
+/// Reads the token from `Authorization: Bearer <token>` (scheme in any
+/// case) or from a bare `Authorization: <token>`, as the public API's own
+/// clients send it.
+fn token_from_header(value: Option<&HeaderValue>) -> Result<&str, TokenRejection> {
+    let value = value.ok_or(TokenRejection::Missing)?;
+    let value = value
+        .to_str()
+        .map_err(|_| TokenRejection::Malformed)?
+        .trim();
+    // A scheme with nothing after it is a missing token, not a bare one.
+    if value.is_empty() || value.eq_ignore_ascii_case("bearer") {
+        return Err(TokenRejection::Missing);
+    }
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            let token = token.trim_start();
+            if token.is_empty() {
+                return Err(TokenRejection::Missing);
+            }
+            Ok(token)
+        }
+        Some(_) => Err(TokenRejection::WrongScheme),
+        None => Ok(value),
+    }
+}
+
+async fn authenticate(
+    state: &AppState,
+    authorization: Option<&HeaderValue>,
+) -> Result<AuthenticatedSignal, ApiError> {
+    let claims = token_from_header(authorization).and_then(|token| state.verifier.verify(token));
+    let claims = match claims {
+        Ok(claims) => claims,
+        Err(rejection) => return Err(reject(rejection, None)),
+    };
+
+    // A disabled or deleted signal loses its tokens here at once; services
+    // that verify with the JWKS alone see that only when the token expires.
+    let lookup = state.store.find_signal(&claims.sub);
+    let record = match tokio::time::timeout(state.login.store_timeout, lookup).await {
+        Ok(Ok(record)) => record,
+        Ok(Err(error)) => {
+            log::error!("store lookup for a session failed: {error}");
+            return Err(ApiError::Unavailable);
+        }
+        Err(_) => {
+            log::error!(
+                "store lookup for a session timed out after {:?}",
+                state.login.store_timeout
+            );
+            return Err(ApiError::Unavailable);
+        }
+    };
+    if !record.is_some_and(|record| record.enabled) {
+        return Err(reject(TokenRejection::SignalRevoked, Some(&claims.sub)));
+    }
+    Ok(AuthenticatedSignal {
+        signal_id: claims.sub.clone(),
+        claims,
+    })
+}
+
+fn reject(rejection: TokenRejection, signal_id: Option<&str>) -> ApiError {
+    // Missing and expired tokens are routine for a forward-auth endpoint;
+    // the other rejections suggest a forged or corrupted token.
+    let signal = signal_id.unwrap_or("-");
+    match rejection {
+        TokenRejection::Missing | TokenRejection::Expired => {
+            log::debug!(
+                "token rejected: reason={:?} signal={signal:?}",
+                rejection.reason()
+            )
+        }
+        _ => log::warn!(
+            "token rejected: reason={:?} signal={signal:?}",
+            rejection.reason()
+        ),
+    }
+    ApiError::InvalidToken(rejection.message())
+}
+
+/// Registers `GET /auth/session`; other methods get 405.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config.service(
+        web::resource("/auth/session")
+            .route(web::get().to(get_session))
+            .default_service(web::to(crate::error::method_not_allowed_get)),
+    );
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionResponse<'a> {
+    signal_id: &'a str,
+    issued_at: i64,
+    expires_at: i64,
+    expires_in: i64,
+    jti: &'a str,
+}
+
+async fn get_session(signal: AuthenticatedSignal) -> HttpResponse {
+    let claims = &signal.claims;
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .insert_header((SIGNAL_ID_HEADER, header_safe(&signal.signal_id)))
+        .json(SessionResponse {
+            signal_id: &signal.signal_id,
+            issued_at: claims.iat,
+            expires_at: claims.exp,
+            expires_in: (claims.exp - unix_now()).max(0),
+            jti: &claims.jti,
+        })
+}
+
+/// Percent-encodes the bytes of `value` that a header value cannot carry
+/// (anything outside printable ASCII) and `%` itself, so that any signal id
+/// survives the trip through a proxy.
+pub fn header_safe(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_graphic() && byte != b'%' || byte == b' ' {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_from_header_forms() {
+        let header = |value: &str| HeaderValue::from_str(value).unwrap();
+
+        assert_eq!(token_from_header(Some(&header("Bearer abc"))), Ok("abc"));
+        assert_eq!(token_from_header(Some(&header("bearer  abc"))), Ok("abc"));
+        assert_eq!(token_from_header(Some(&header("BEARER abc"))), Ok("abc"));
+        assert_eq!(
+            token_from_header(Some(&header("abc.def.ghi"))),
+            Ok("abc.def.ghi")
+        );
+        assert_eq!(token_from_header(None), Err(TokenRejection::Missing));
+        assert_eq!(
+            token_from_header(Some(&header(""))),
+            Err(TokenRejection::Missing)
+        );
+        assert_eq!(
+            token_from_header(Some(&header("Bearer "))),
+            Err(TokenRejection::Missing)
+        );
+        assert_eq!(
+            token_from_header(Some(&header("Basic YTpi"))),
+            Err(TokenRejection::WrongScheme)
+        );
+    }
+
+    #[test]
+    fn header_safe_encodes_non_ascii() {
+        assert_eq!(header_safe("sensor-7"), "sensor-7");
+        assert_eq!(
+            header_safe("fixture signal \u{e9}"),
+            "fixture signal %C3%A9"
+        );
+        assert_eq!(header_safe("50%\n"), "50%25%0A");
+    }
+}
