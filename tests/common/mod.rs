@@ -51,14 +51,22 @@ pub const TEST_BODY_LIMIT: usize = 16 * 1024;
 pub struct TestServer {
     pub address: SocketAddr,
     pub store: Arc<dyn SignalStore>,
+    pub state: web::Data<AppState>,
     pub database_path: PathBuf,
-    _folder: tempfile::TempDir,
+    pub folder: tempfile::TempDir,
 }
 
 impl TestServer {
     /// Starts a server whose store contains `FIXTURE_SIGNALS`.
     pub async fn start() -> TestServer {
-        let server = Self::start_empty().await;
+        Self::start_with(test_settings(Duration::from_secs(2))).await
+    }
+
+    /// Starts a server with `settings` whose store contains
+    /// `FIXTURE_SIGNALS`.
+    pub async fn start_with(settings: Settings) -> TestServer {
+        let folder = tempfile::tempdir().unwrap();
+        let server = Self::start_in(folder, settings).await;
         for (id, token, enabled) in FIXTURE_SIGNALS {
             let digest = TokenDigest::of(&SignalToken::new(*token));
             server
@@ -76,14 +84,23 @@ impl TestServer {
     /// Starts a server whose store contains no signal.
     pub async fn start_empty() -> TestServer {
         let folder = tempfile::tempdir().unwrap();
+        Self::start_in(folder, test_settings(Duration::from_secs(2))).await
+    }
+
+    async fn start_in(folder: tempfile::TempDir, settings: Settings) -> TestServer {
         let database_path = folder.path().join("nexus-auth.db");
         let store = open_store(&database_path).await;
-        let address = serve(store.clone()).await;
+        let state = AppState::open(store.clone(), settings, unix_now())
+            .await
+            .unwrap();
+        let state = web::Data::new(state);
+        let address = start_state(state.clone());
         TestServer {
             address,
             store,
+            state,
             database_path,
-            _folder: folder,
+            folder,
         }
     }
 
@@ -93,14 +110,30 @@ impl TestServer {
         store: Arc<dyn SignalStore>,
         store_timeout: Duration,
     ) -> SocketAddr {
-        serve_with_timeout(store, store_timeout).await
+        let state = AppState::open(store, test_settings(store_timeout), unix_now())
+            .await
+            .unwrap();
+        start_state(web::Data::new(state))
     }
 
     /// Starts a server on an existing database file, such as one that the
-    /// command line manages.
+    /// command line manages or another server uses.
     pub async fn start_on(database_path: &Path) -> (SocketAddr, Arc<dyn SignalStore>) {
+        let (address, store, _state) =
+            Self::start_on_with(database_path, test_settings(Duration::from_secs(2))).await;
+        (address, store)
+    }
+
+    pub async fn start_on_with(
+        database_path: &Path,
+        settings: Settings,
+    ) -> (SocketAddr, Arc<dyn SignalStore>, web::Data<AppState>) {
         let store = open_store(database_path).await;
-        (serve(store.clone()).await, store)
+        let state = AppState::open(store.clone(), settings, unix_now())
+            .await
+            .unwrap();
+        let state = web::Data::new(state);
+        (start_state(state.clone()), store, state)
     }
 
     pub async fn send(&self, request: &RawRequest) -> RawResponse {
@@ -114,6 +147,25 @@ impl TestServer {
             .unwrap()
             .expect("a signing key")
     }
+
+    /// Logs in as a fixture signal with a JSON body and returns the JWT.
+    pub async fn login(&self, signal_id: &str, token: &str) -> String {
+        let body = serde_json::json!({ "signalId": signal_id, "signalToken": token }).to_string();
+        let response = self
+            .send(&RawRequest::post(
+                "/auth/login",
+                Some("application/json"),
+                body,
+            ))
+            .await;
+        assert_eq!(
+            response.status,
+            200,
+            "login: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        response.json()["token"].as_str().unwrap().to_owned()
+    }
 }
 
 async fn open_store(path: &Path) -> Arc<dyn SignalStore> {
@@ -122,16 +174,6 @@ async fn open_store(path: &Path) -> Arc<dyn SignalStore> {
         timeout: Duration::from_secs(2),
     };
     store::open(&options).await.unwrap()
-}
-
-async fn serve(store: Arc<dyn SignalStore>) -> SocketAddr {
-    serve_with_timeout(store, Duration::from_secs(2)).await
-}
-
-async fn serve_with_timeout(store: Arc<dyn SignalStore>, store_timeout: Duration) -> SocketAddr {
-    let settings = test_settings(store_timeout);
-    let state = AppState::open(store, settings, unix_now()).await.unwrap();
-    start_state(web::Data::new(state))
 }
 
 /// Settings of every test server: EdDSA, a fixed issuer and audience.
