@@ -556,3 +556,118 @@ async fn logs_hold_no_secrets() {
     let signature = jwt.rsplit('.').next().unwrap();
     assert!(!log.contains(signature), "the JWT is in the log");
 }
+
+/// Runs `nexus-auth keys <args> --database-url <database>`.
+fn keys(database: &Path, args: &[&str]) -> Output {
+    nexus_auth()
+        .arg("keys")
+        .args(args)
+        .arg("--database-url")
+        .arg(database)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn keys_rotate_and_retire() {
+    let folder = tempfile::tempdir().unwrap();
+    let database = folder.path().join("cli.db");
+    let empty = keys(&database, &["list"]);
+    assert!(empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("No signing key exists yet"));
+
+    let first = keys(&database, &["rotate"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let first_kid = String::from_utf8(first.stdout).unwrap().trim().to_owned();
+    let second = keys(&database, &["rotate", "--signing-alg", "RS256"]);
+    let second_kid = String::from_utf8(second.stdout).unwrap().trim().to_owned();
+    assert_ne!(first_kid, second_kid);
+
+    let listing = String::from_utf8(keys(&database, &["list"]).stdout).unwrap();
+    let line_of = |kid: &str| {
+        listing
+            .lines()
+            .find(|line| line.starts_with(kid))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line_of(&second_kid).contains("RS256") && line_of(&second_kid).contains("(active)"),
+        "{listing}"
+    );
+    assert!(
+        line_of(&first_kid).contains("EdDSA") && !line_of(&first_kid).contains("(active)"),
+        "{listing}"
+    );
+
+    // Retiring the active key hands signing to a new key of its algorithm.
+    let retired = keys(&database, &["retire", &second_kid]);
+    let message = String::from_utf8_lossy(&retired.stderr);
+    assert!(retired.status.success(), "{message}");
+    assert!(
+        message.contains("a new RS256 key signs from now on"),
+        "{message}"
+    );
+    let listing = String::from_utf8(keys(&database, &["list"]).stdout).unwrap();
+    let active: Vec<&str> = listing
+        .lines()
+        .filter(|line| line.contains("(active)"))
+        .collect();
+    assert_eq!(active.len(), 1, "{listing}");
+    assert!(
+        active[0].contains("RS256") && !active[0].starts_with(&second_kid),
+        "{listing}"
+    );
+
+    let unknown = keys(&database, &["retire", "no-such-kid"]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no signing key with id \"no-such-kid\"")
+    );
+    let hmac = keys(&database, &["rotate", "--signing-alg", "HS256"]);
+    assert!(!hmac.status.success());
+    assert!(String::from_utf8_lossy(&hmac.stderr).contains("HS256 keys are not stored"));
+}
+
+#[test]
+fn hs256_needs_secret_file() {
+    let folder = tempfile::tempdir().unwrap();
+    let short = folder.path().join("short.secret");
+    std::fs::write(&short, "too-short").unwrap();
+
+    let missing = nexus_auth()
+        .args(["serve", "--bind", "127.0.0.1:0", "--signing-alg", "HS256"])
+        .current_dir(folder.path())
+        .output()
+        .unwrap();
+    let too_short = nexus_auth()
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--signing-alg",
+            "HS256",
+            "--hs256-secret-file",
+        ])
+        .arg(&short)
+        .current_dir(folder.path())
+        .output()
+        .unwrap();
+    let unknown = nexus_auth()
+        .args(["serve", "--signing-alg", "none"])
+        .output()
+        .unwrap();
+
+    let message = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(message.contains("--hs256-secret-file"), "{message}");
+    let message = String::from_utf8_lossy(&too_short.stderr);
+    assert!(message.contains("at least 32"), "{message}");
+    let message = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(message.contains("NEXUS_AUTH_SIGNING_ALG"), "{message}");
+}
