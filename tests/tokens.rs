@@ -540,3 +540,44 @@ async fn jwks_verifies_with_second_jwt_crate() {
         );
     }
 }
+
+async fn report(signal: nexus_auth::session::AuthenticatedSignal) -> String {
+    format!("report for {}", signal.signal_id)
+}
+
+#[actix_web::test]
+async fn extractor_protects_own_route() {
+    use actix_web::{web, App, HttpServer};
+
+    let server = TestServer::start().await;
+    let token = server.login(SIGNAL_ID, SIGNAL_TOKEN).await;
+    // The same app as the README's example: the service's routes plus one
+    // of the embedding crate's own, guarded by the extractor.
+    let state = server.state.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(nexus_auth::server::configure)
+            .route("/reports", web::get().to(report))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(app);
+
+    let mut request = RawRequest::get("/reports");
+    let anonymous = common::http::send(address, &request).await;
+    request.headers.push((
+        "Authorization".to_owned(),
+        format!("Bearer {token}").into_bytes(),
+    ));
+    let authorized = common::http::send(address, &request).await;
+
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.json()["error"]["code"], "invalid-token");
+    assert_eq!(authorized.status, 200);
+    assert_eq!(authorized.body, b"report for fixture-signal");
+}
