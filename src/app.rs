@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::keys::{KeyError, KeyRing, KeyRingSettings, SigningAlgorithm};
+use crate::rate_limit::{LoginLimiter, RateLimitSettings};
 use crate::signer::{Signer, TokenSettings};
 use crate::store::SignalStore;
 use crate::verify::{Verifier, VerifierSettings};
@@ -17,6 +18,12 @@ pub struct LoginSettings {
     pub body_limit: usize,
     /// Maximum wait for the store before responding with 503.
     pub store_timeout: Duration,
+    /// Maximum time to receive the whole body before responding with 408.
+    pub body_timeout: Duration,
+    pub rate_limit: RateLimitSettings,
+    /// Counts failed logins against the address in `Forwarded` or
+    /// `X-Forwarded-For` instead of the socket's peer.
+    pub trust_proxy_headers: bool,
 }
 
 /// Everything the server needs besides the store.
@@ -34,6 +41,7 @@ pub struct AppState {
     pub store: Arc<dyn SignalStore>,
     pub signer: Signer,
     pub verifier: Verifier,
+    pub limiter: LoginLimiter,
     pub login: LoginSettings,
 }
 
@@ -64,6 +72,7 @@ impl AppState {
             store,
             signer: Signer::new(ring, settings.token),
             verifier,
+            limiter: LoginLimiter::new(settings.login.rate_limit.clone()),
             login: settings.login,
         })
     }

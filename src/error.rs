@@ -10,6 +10,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::rate_limit::{Throttle, ADDRESS_POLICY};
+
 /// Media types that `POST /auth/login` accepts, as `Accept-Post` lists them.
 pub const ACCEPTED_MEDIA_TYPES: &str =
     "application/json, multipart/form-data, text/plain, application/x-www-form-urlencoded";
@@ -36,12 +38,27 @@ pub enum ApiError {
     /// Unsupported or unparsable `Content-Type`; the message names it.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{}", too_many_message(.0))]
+    TooManyRequests(Throttle),
+    #[error("The request body did not arrive within {0} seconds; send it without pauses.")]
+    RequestTimeout(u64),
     #[error("The signal store is unavailable; retry in a few seconds.")]
     Unavailable,
     #[error("No resource exists at this path.")]
     NotFound,
     #[error("The server failed to handle the request; the cause is in its log.")]
     Internal,
+}
+
+fn too_many_message(throttle: &Throttle) -> String {
+    let subject = match throttle.policy {
+        ADDRESS_POLICY => "from this address",
+        _ => "for this signal",
+    };
+    format!(
+        "Too many failed logins {subject}; retry in {} seconds.",
+        throttle.retry_after
+    )
 }
 
 /// Validation failure of one credential field, worded to follow its name.
@@ -89,6 +106,8 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::TooManyRequests(_) => "too-many-requests",
+            ApiError::RequestTimeout(_) => "request-timeout",
             ApiError::Unavailable => "unavailable",
             ApiError::NotFound => "not-found",
             ApiError::Internal => "internal-error",
@@ -106,6 +125,8 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -131,6 +152,26 @@ impl ResponseError for ApiError {
         match self {
             ApiError::MethodNotAllowed { allow, .. } => {
                 response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+            }
+            ApiError::TooManyRequests(throttle) => {
+                // RateLimit header fields as draft-ietf-httpapi-ratelimit-headers
+                // (revision 10) defines them: q is the quota, w the window and
+                // t the seconds until it resets, r the quota left.
+                response.insert_header((header::RETRY_AFTER, throttle.retry_after));
+                response.insert_header((
+                    "RateLimit-Policy",
+                    format!(
+                        "\"{}\";q={};w={}",
+                        throttle.policy, throttle.quota, throttle.window_seconds
+                    ),
+                ));
+                response.insert_header((
+                    "RateLimit",
+                    format!("\"{}\";r=0;t={}", throttle.policy, throttle.retry_after),
+                ));
+            }
+            ApiError::RequestTimeout(_) => {
+                response.insert_header((header::CONNECTION, HeaderValue::from_static("close")));
             }
             ApiError::InvalidToken(_) => {
                 response.insert_header((

@@ -14,15 +14,19 @@
 //! - `error`: the JSON body of every error response.
 //! - `signal_token`, `secret`, `time`: token generation and digests, masked
 //!   secret types, the clock.
+//! - `rate_limit`, `client_address`: failed-login limits per address and
+//!   per signal.
 //! - `app`: shared server state. `tls`: HTTPS certificates. `cli`: the
 //!   command line.
 
 pub mod app;
 pub mod cli;
+pub mod client_address;
 pub mod error;
 pub mod jwks;
 pub mod keys;
 pub mod login;
+pub mod rate_limit;
 pub mod secret;
 pub mod server;
 pub mod session;

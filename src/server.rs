@@ -2,8 +2,10 @@
 //! and the function that starts it on a bound listener.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::http::KeepAlive;
 use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
 
 use crate::app::AppState;
@@ -27,6 +29,12 @@ pub struct ServerOptions {
     pub workers: Option<usize>,
     /// Serves HTTPS with this configuration instead of plain HTTP.
     pub tls: Option<rustls::ServerConfig>,
+    /// Maximum time to receive a request's head (request line and headers)
+    /// before answering 408 and closing; actix-web's 5 s when `None`.
+    pub header_timeout: Option<Duration>,
+    /// Idle time after which a kept-alive connection is closed; zero turns
+    /// keep-alive off, and `None` keeps actix-web's 5 s.
+    pub keep_alive: Option<Duration>,
 }
 
 /// Starts serving on `listener`. The returned `Server` runs until its
@@ -48,6 +56,15 @@ pub fn start(
     .disable_signals();
     if let Some(workers) = options.workers {
         server = server.workers(workers);
+    }
+    if let Some(timeout) = options.header_timeout {
+        server = server.client_request_timeout(timeout);
+    }
+    if let Some(idle) = options.keep_alive {
+        server = server.keep_alive(match idle.is_zero() {
+            true => KeepAlive::Disabled,
+            false => KeepAlive::Timeout(idle),
+        });
     }
 
     let server = match options.tls {

@@ -11,6 +11,7 @@ use clap::Args;
 use super::StoreArgs;
 use crate::app::{AppState, LoginSettings, Settings};
 use crate::keys::SigningAlgorithm;
+use crate::rate_limit::RateLimitSettings;
 use crate::server::ServerOptions;
 use crate::signer::TokenSettings;
 use crate::store::{self, SignalStore, StoreError};
@@ -76,7 +77,51 @@ pub struct ServeArgs {
     #[arg(long, env = "NEXUS_AUTH_KEY_REFRESH", default_value = "10", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub key_refresh: u64,
 
-    /// Do not create the `demo` signal when the store contains no signal.
+    /// Failed logins allowed from one client address per window; 0 turns
+    /// the limit off.
+    #[arg(
+        long,
+        env = "NEXUS_AUTH_RATE_LIMIT_PER_ADDRESS",
+        default_value = "20",
+        value_name = "COUNT"
+    )]
+    pub rate_limit_per_address: u32,
+
+    /// Failed logins allowed against one signal id, from all addresses, per
+    /// window; 0 turns the limit off.
+    #[arg(
+        long,
+        env = "NEXUS_AUTH_RATE_LIMIT_PER_SIGNAL",
+        default_value = "60",
+        value_name = "COUNT"
+    )]
+    pub rate_limit_per_signal: u32,
+
+    /// Length of the failed-login window, in seconds.
+    #[arg(long, env = "NEXUS_AUTH_RATE_LIMIT_WINDOW", default_value = "60", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub rate_limit_window: u64,
+
+    /// Count failed logins against the client address that a reverse proxy
+    /// reports in Forwarded or X-Forwarded-For (the last entry), not the
+    /// socket's peer. Set it only behind a proxy that sets those headers.
+    #[arg(long, env = "NEXUS_AUTH_TRUST_PROXY_HEADERS")]
+    pub trust_proxy_headers: bool,
+
+    /// Seconds to receive a request's line and headers before answering 408.
+    #[arg(long, env = "NEXUS_AUTH_HEADER_TIMEOUT", default_value = "5", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub header_timeout: u64,
+
+    /// Seconds to receive a login body before answering 408.
+    #[arg(long, env = "NEXUS_AUTH_BODY_TIMEOUT", default_value = "10", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub body_timeout: u64,
+
+    /// Seconds an idle kept-alive connection stays open; 0 closes every
+    /// connection after its response.
+    #[arg(long, env = "NEXUS_AUTH_KEEP_ALIVE", default_value = "5", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub keep_alive: u64,
+
+    /// Do not create the `demo` signal on a new store (no signal and no
+    /// signing key yet).
     #[arg(long, env = "NEXUS_AUTH_NO_BOOTSTRAP")]
     pub no_bootstrap: bool,
 
@@ -174,6 +219,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         login: LoginSettings {
             body_limit: args.body_limit,
             store_timeout: args.store.store_timeout,
+            body_timeout: Duration::from_secs(args.body_timeout),
+            rate_limit: RateLimitSettings {
+                per_address: args.rate_limit_per_address,
+                per_signal: args.rate_limit_per_signal,
+                window: Duration::from_secs(args.rate_limit_window),
+                ..RateLimitSettings::default()
+            },
+            trust_proxy_headers: args.trust_proxy_headers,
         },
     };
     let state = AppState::open(store.clone(), settings, unix_now())
@@ -193,6 +246,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let options = ServerOptions {
         workers: args.workers.map(usize::from),
         tls,
+        header_timeout: Some(Duration::from_secs(args.header_timeout)),
+        keep_alive: Some(Duration::from_secs(args.keep_alive)),
     };
     let address = listener.local_addr().map_err(|error| error.to_string())?;
     let server = server::start(listener, state, options).map_err(|error| error.to_string())?;
@@ -215,15 +270,21 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Creates the `demo` signal when the store contains none, and prints its token
-/// once on standard output (never to the log), so that a first request
-/// works right after the first start.
+/// Creates the `demo` signal on a new store, one with no signal and no
+/// signing key yet, and prints its token once on standard output (never to
+/// the log), so that a first request works right after the first start. A
+/// store whose signals an operator deleted gets no `demo` signal back.
 async fn bootstrap(store: &dyn SignalStore) -> Result<(), String> {
     let count = store
         .count_signals()
         .await
         .map_err(|error| error.to_string())?;
-    if count > 0 {
+    let has_key = store
+        .active_signing_key()
+        .await
+        .map_err(|error| error.to_string())?
+        .is_some();
+    if count > 0 || has_key {
         return Ok(());
     }
     let token = signal_token::generate().map_err(|error| error.to_string())?;
@@ -238,12 +299,12 @@ async fn bootstrap(store: &dyn SignalStore) -> Result<(), String> {
         Err(error) => return Err(error.to_string()),
     }
 
-    log::info!("created the signal {BOOTSTRAP_SIGNAL_ID:?} because the store held no signal");
+    log::info!("created the signal {BOOTSTRAP_SIGNAL_ID:?} because the store is new");
     println!(
-        "The store held no signal, so this one was created. Its token is shown only this once:\n\n\
+        "The store is new, so this signal was created. Its token is shown only this once:\n\n\
          \x20 signalId:    {BOOTSTRAP_SIGNAL_ID}\n\
          \x20 signalToken: {}\n\n\
-         Start with --no-bootstrap (NEXUS_AUTH_NO_BOOTSTRAP=true) to skip this on an empty store.\n",
+         Start with --no-bootstrap (NEXUS_AUTH_NO_BOOTSTRAP=true) to skip this on a new store.\n",
         token.expose()
     );
     Ok(())

@@ -9,6 +9,7 @@ pub mod authenticate;
 pub mod credentials;
 pub mod extract;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use actix_web::http::header::{self, HeaderValue};
@@ -17,6 +18,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::app::AppState;
+use crate::client_address::client_address;
 use crate::error::ApiError;
 use crate::time::unix_now;
 
@@ -79,13 +81,29 @@ async fn login(
     state: &AppState,
     attempt: &mut Attempt,
 ) -> Result<HttpResponse, ApiError> {
+    // An address over its limit is turned away before its body is read.
+    let address = client_address(request, state.login.trust_proxy_headers)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    state
+        .limiter
+        .check_address(address, Instant::now())
+        .map_err(ApiError::TooManyRequests)?;
+
     let headers = request.headers();
     let format = extract::find_format(headers)?;
+    extract::check_content_encoding(headers)?;
     attempt.format = format.name;
 
-    let body = extract::read_body(headers, payload, state.login.body_limit).await?;
+    let reading = extract::read_body(headers, payload, state.login.body_limit);
+    let body = tokio::time::timeout(state.login.body_timeout, reading)
+        .await
+        .map_err(|_| ApiError::RequestTimeout(state.login.body_timeout.as_secs()))??;
     let credentials = format.extract(headers, body).await?;
     let credentials = credentials.validate()?;
+    state
+        .limiter
+        .check_signal(&credentials.signal_id, address, Instant::now())
+        .map_err(ApiError::TooManyRequests)?;
 
     // The store lookup is the only step that waits on something outside the
     // process, so it alone carries a deadline; past it nothing is issued.
@@ -109,6 +127,9 @@ async fn login(
     if let Err(rejection) =
         authenticate::check_token(record.as_ref(), &credentials.signal_token, now)
     {
+        state
+            .limiter
+            .record_failure(&credentials.signal_id, address, Instant::now());
         attempt.rejection = Some(rejection.reason());
         // Log the id of a known signal only: an unknown "id" may be a token
         // pasted into the wrong field.
@@ -117,6 +138,9 @@ async fn login(
         }
         return Err(ApiError::InvalidCredentials);
     }
+    state
+        .limiter
+        .record_success(&credentials.signal_id, address, Instant::now());
     attempt.signal_id = Some(credentials.signal_id.clone());
 
     let issued = state

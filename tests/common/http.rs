@@ -1,11 +1,11 @@
 //! A raw HTTP/1.1 client, so that tests control every byte they send:
 //! repeated or non-UTF-8 headers, chunked bodies, truncated bodies.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// Maximum wait for a whole response.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,9 +111,30 @@ pub async fn send(address: SocketAddr, request: &RawRequest) -> RawResponse {
 
 /// Sends `bytes` as they are on a new connection, then reads as `send` does.
 pub async fn send_bytes(address: SocketAddr, bytes: &[u8]) -> RawResponse {
+    send_bytes_from(None, address, bytes).await
+}
+
+/// Sends `request` from the loopback address `source`, such as 127.0.0.2,
+/// so that a test can act as several clients.
+pub async fn send_from(source: IpAddr, address: SocketAddr, request: &RawRequest) -> RawResponse {
+    send_bytes_from(Some(source), address, &request.to_bytes()).await
+}
+
+/// Opens a connection from `source`, or from any address when `None`.
+pub async fn connect_from(source: Option<IpAddr>, address: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    if let Some(source) = source {
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .expect("bind the source address");
+    }
+    socket.connect(address).await.expect("connect")
+}
+
+async fn send_bytes_from(source: Option<IpAddr>, address: SocketAddr, bytes: &[u8]) -> RawResponse {
     let bytes = bytes.to_vec();
     let exchange = async {
-        let stream = TcpStream::connect(address).await.expect("connect");
+        let stream = connect_from(source, address).await;
         let (mut reader, mut writer) = stream.into_split();
         // Write and read at once: a server may respond (413, 415) and
         // close before it has read the whole body, and the response still counts.
@@ -147,7 +168,7 @@ pub async fn send_bytes(address: SocketAddr, bytes: &[u8]) -> RawResponse {
     })
 }
 
-fn parse_response(received: &[u8]) -> Option<RawResponse> {
+pub fn parse_response(received: &[u8]) -> Option<RawResponse> {
     let head_end = received
         .windows(4)
         .position(|window| window == b"\r\n\r\n")?;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use actix_web::web;
 use nexus_auth::app::{AppState, LoginSettings, Settings};
 use nexus_auth::keys::SigningAlgorithm;
+use nexus_auth::rate_limit::RateLimitSettings;
 use nexus_auth::secret::SignalToken;
 use nexus_auth::server::ServerOptions;
 use nexus_auth::signal_token::TokenDigest;
@@ -65,8 +66,14 @@ impl TestServer {
     /// Starts a server with `settings` whose store contains
     /// `FIXTURE_SIGNALS`.
     pub async fn start_with(settings: Settings) -> TestServer {
+        Self::start_custom(settings, ServerOptions::default()).await
+    }
+
+    /// Starts a server with `settings` and `options` (timeouts, keep-alive)
+    /// whose store contains `FIXTURE_SIGNALS`.
+    pub async fn start_custom(settings: Settings, options: ServerOptions) -> TestServer {
         let folder = tempfile::tempdir().unwrap();
-        let server = Self::start_in(folder, settings).await;
+        let server = Self::start_in(folder, settings, options).await;
         for (id, token, enabled) in FIXTURE_SIGNALS {
             let digest = TokenDigest::of(&SignalToken::new(*token));
             server
@@ -84,17 +91,22 @@ impl TestServer {
     /// Starts a server whose store contains no signal.
     pub async fn start_empty() -> TestServer {
         let folder = tempfile::tempdir().unwrap();
-        Self::start_in(folder, test_settings(Duration::from_secs(2))).await
+        let settings = test_settings(Duration::from_secs(2));
+        Self::start_in(folder, settings, ServerOptions::default()).await
     }
 
-    async fn start_in(folder: tempfile::TempDir, settings: Settings) -> TestServer {
+    async fn start_in(
+        folder: tempfile::TempDir,
+        settings: Settings,
+        options: ServerOptions,
+    ) -> TestServer {
         let database_path = folder.path().join("nexus-auth.db");
         let store = open_store(&database_path).await;
         let state = AppState::open(store.clone(), settings, unix_now())
             .await
             .unwrap();
         let state = web::Data::new(state);
-        let address = start_state(state.clone());
+        let address = start_state_with(state.clone(), options);
         TestServer {
             address,
             store,
@@ -190,18 +202,29 @@ pub fn test_settings(store_timeout: Duration) -> Settings {
         login: LoginSettings {
             body_limit: TEST_BODY_LIMIT,
             store_timeout,
+            body_timeout: Duration::from_secs(10),
+            // The fixture sweeps send hundreds of failed logins from one
+            // address; tests of the limits set their own.
+            rate_limit: RateLimitSettings {
+                per_address: 0,
+                per_signal: 0,
+                ..RateLimitSettings::default()
+            },
+            trust_proxy_headers: false,
         },
     }
 }
 
 /// Serves `state` on a free loopback port; returns the address.
 pub fn start_state(state: web::Data<AppState>) -> SocketAddr {
+    start_state_with(state, ServerOptions::default())
+}
+
+/// Serves `state` with `options`, on two workers unless they say otherwise.
+pub fn start_state_with(state: web::Data<AppState>, mut options: ServerOptions) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
-    let options = ServerOptions {
-        workers: Some(2),
-        tls: None,
-    };
+    options.workers = options.workers.or(Some(2));
     let server = nexus_auth::server::start(listener, state, options).unwrap();
     actix_web::rt::spawn(server);
     address
