@@ -84,6 +84,8 @@ pub enum ImportError {
     TooLong(usize),
     #[error("the token contains a control character (such as a line break or tab)")]
     ControlCharacter,
+    #[error("the token starts or ends with white space, which is usually a copy-and-paste accident; remove it")]
+    OuterWhitespace,
 }
 
 /// Checks a token that an operator imports instead of generating one.
@@ -101,6 +103,9 @@ pub fn check_imported(token: &SignalToken) -> Result<(), ImportError> {
     // login fail.
     if value.chars().any(char::is_control) {
         return Err(ImportError::ControlCharacter);
+    }
+    if value.trim() != value {
+        return Err(ImportError::OuterWhitespace);
     }
     Ok(())
 }
@@ -141,5 +146,7 @@ mod tests {
         assert_eq!(check_imported(&shortest), Ok(()));
         assert_eq!(check_imported(&long), Err(ImportError::TooLong(257)));
         assert_eq!(check_imported(&tab), Err(ImportError::ControlCharacter));
+        let padded = SignalToken::new(format!(" {}", "x".repeat(40)));
+        assert_eq!(check_imported(&padded), Err(ImportError::OuterWhitespace));
     }
 }

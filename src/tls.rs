@@ -35,11 +35,14 @@ pub fn load_server_config(cert_path: &Path, key_path: &Path) -> Result<ServerCon
         ));
     }
 
-    // The key's parse error is not shown, because it could quote key bytes.
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|_| TlsError::PrivateKey {
+    let key_error = |message: String| TlsError::PrivateKey {
         path: key_path.display().to_string(),
-        message: "no PKCS#8, PKCS#1 or SEC1 private key block found".to_owned(),
-    })?;
+        message,
+    };
+    let key_pem = std::fs::read(key_path).map_err(|error| key_error(error.to_string()))?;
+    // The parse error is not shown, because it could quote key bytes.
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|_| key_error("no PKCS#8, PKCS#1 or SEC1 private key block found".to_owned()))?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)

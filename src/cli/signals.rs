@@ -244,12 +244,16 @@ fn print_signals(signals: &[SignalSummary]) {
     }
 }
 
+/// Formats seconds since the epoch as RFC 3339, or as the bare number when
+/// it is outside the years 1970 to 9999 that RFC 3339 can write.
 pub(super) fn format_time(seconds: Option<i64>) -> String {
+    const YEAR_10000: i64 = 253_402_300_800;
     match seconds {
-        Some(seconds) if seconds >= 0 => {
+        Some(seconds @ 0..YEAR_10000) => {
             let time = UNIX_EPOCH + Duration::from_secs(seconds as u64);
             humantime::format_rfc3339_seconds(time).to_string()
         }
-        _ => "-".to_owned(),
+        Some(seconds) => seconds.to_string(),
+        None => "-".to_owned(),
     }
 }

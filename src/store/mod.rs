@@ -68,8 +68,10 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("unsupported database URL {0:?}: use sqlite://PATH or a file path")]
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or a file path; check --database-url (NEXUS_AUTH_DATABASE_URL)")]
     UnsupportedUrl(String),
+    #[error("the database URL names no file: use sqlite://PATH or a file path; check --database-url (NEXUS_AUTH_DATABASE_URL)")]
+    NoDatabaseFile,
     #[error("the store did not answer within {0:?}")]
     TimedOut(Duration),
     #[error("the store failed: {0}")]
@@ -147,7 +149,17 @@ pub struct StoreOptions {
 /// Opens the store that `options.database_url` names, creating and migrating
 /// it when needed.
 pub async fn open(options: &StoreOptions) -> Result<Arc<dyn SignalStore>, StoreError> {
-    let url = options.database_url.as_str();
+    let url = options.database_url.trim();
+    // An empty path or an in-memory database would give each pooled
+    // connection its own empty database, and lose every signal on restart.
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::NoDatabaseFile);
+    }
     let is_sqlite = url.starts_with("sqlite:") || !url.contains("://");
     if !is_sqlite {
         // TODO: PostgreSQL (postgres://) for several instances sharing signals.

@@ -61,15 +61,18 @@ pub fn load(path: &Path) -> Fixture {
         },
     };
     for line in head.lines().filter(|line| !line.starts_with('#')) {
+        // An empty value may lose its space to an editor: `content-type:`.
         let (key, value) = line
-            .split_once(": ")
+            .split_once(':')
+            .map(|(key, value)| (key, value.strip_prefix(' ').unwrap_or(value)))
             .unwrap_or_else(|| panic!("{name}: line {line:?} is not `key: value`"));
         match key {
             "expect-status" => fixture.expect_status = value.parse().expect("status"),
             "expect-error" => fixture.expect_error = Some(value.to_owned()),
             "expect-field" => fixture.expect_field = Some(value.to_owned()),
             "method" => fixture.request.method = value.to_owned(),
-            "store" => fixture.store_unavailable = value == "unavailable",
+            "store" if value == "unavailable" => fixture.store_unavailable = true,
+            "store" => panic!("{name}: store is {value:?}; the only value is `unavailable`"),
             "content-type" => fixture
                 .request
                 .headers

@@ -29,16 +29,27 @@ fn extract(
 /// Parses a JSON object into credentials. Also used by text/plain, which
 /// browsers send when a page posts `JSON.stringify(...)` without a type.
 pub fn parse_object(text: &str) -> Result<Credentials, ApiError> {
+    // RFC 8259 lets a parser ignore a leading byte order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let credentials = deserializer
+    deserializer
         .deserialize_map(CredentialsVisitor)
         .and_then(|credentials| deserializer.end().map(|()| credentials))
-        .map_err(|error| {
-            ApiError::MalformedBody(format!(
-                "The body is not a valid JSON object ({error}); send {{\"signalId\": \"...\", \"signalToken\": \"...\"}}."
-            ))
-        })?;
-    Ok(credentials)
+        .map_err(|error| ApiError::MalformedBody(describe(&error)))
+}
+
+/// Describes a JSON error by its kind and position only. serde_json's own
+/// message can quote the body, which may hold a token.
+fn describe(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+
+    let place = format!("line {}, column {}", error.line(), error.column());
+    let problem = match error.classify() {
+        Category::Eof => format!("The body ends early, at {place}"),
+        Category::Syntax | Category::Io => format!("The body is not valid JSON at {place}"),
+        Category::Data => "The body is JSON but not an object".to_owned(),
+    };
+    format!("{problem}; send {{\"signalId\": \"...\", \"signalToken\": \"...\"}}.")
 }
 
 /// Walks the object's members one by one instead of collecting them into a
@@ -96,6 +107,21 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn error_message_never_quotes_body() {
+        for body in [
+            "\"sgt_secret-token-value\"",
+            "[\"sgt_secret-token-value\"]",
+            "{\"sgt_secret-token-value\" 1}",
+        ] {
+            let Err(ApiError::MalformedBody(message)) = parse_object(body) else {
+                panic!("{body} parsed");
+            };
+            assert!(!message.contains("secret"), "{message}");
+            assert!(message.starts_with("The body"), "{message}");
+        }
     }
 
     #[test]

@@ -8,11 +8,12 @@
 
 mod form;
 mod json;
+pub mod media_type;
 mod multipart;
 mod pairs;
 mod text;
 
-use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::http::header::{HeaderMap, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::web::{Bytes, BytesMut, Payload};
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
@@ -62,21 +63,32 @@ pub fn find_format(headers: &HeaderMap) -> Result<&'static BodyFormat, ApiError>
             "The Content-Type header is not a valid media type; send one of {ACCEPTED_MEDIA_TYPES}."
         ))
     };
-    let media_type: mime::Mime = value
-        .to_str()
-        .map_err(|_| unparsable())?
-        .parse()
-        .map_err(|_| unparsable())?;
+    let text = value.to_str().map_err(|_| unparsable())?;
+    let media_type = media_type::parse(text).ok_or_else(unparsable)?;
 
-    let essence = media_type.essence_str();
+    let essence = media_type.essence.as_str();
     FORMATS
         .iter()
-        .find(|format| format.media_type.eq_ignore_ascii_case(essence))
+        .find(|format| format.media_type == essence)
         .ok_or_else(|| {
             ApiError::UnsupportedMediaType(format!(
                 "The media type {essence} is not supported; send one of {ACCEPTED_MEDIA_TYPES}."
             ))
         })
+}
+
+/// Rejects a compressed or otherwise encoded body with 415: the login reads
+/// bodies as they are, and decoding them would multiply the size limit.
+pub fn check_content_encoding(headers: &HeaderMap) -> Result<(), ApiError> {
+    for value in headers.get_all(CONTENT_ENCODING) {
+        let encoding = value.to_str().unwrap_or("(not text)").trim();
+        if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("identity") {
+            return Err(ApiError::UnsupportedMediaType(
+                "Content-Encoding is not supported here; send the body uncompressed.".to_owned(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads the whole body, failing with 413 as soon as it passes `limit`
@@ -140,6 +152,9 @@ mod tests {
             (b"multipart/form-data; boundary=x", "multipart"),
             (b"text/plain;charset=UTF-8", "text"),
             (b"application/x-www-form-urlencoded", "form"),
+            (b"application/json;;charset=utf-8", "json"),
+            (b"application/json; charset=utf-8;", "json"),
+            (b"multipart/form-data; boundary=\"a;b\";", "multipart"),
         ];
         for (value, expected) in cases {
             let format = find_format(&headers_with(&[value])).unwrap();
@@ -157,6 +172,7 @@ mod tests {
             &[b""],
             &[b"application/json\xff"],
             &[b"application/json", b"text/plain"],
+            &[b"application/json; charset"],
         ];
         for values in cases {
             let result = find_format(&headers_with(values));

@@ -3,11 +3,12 @@
 
 use actix_multipart::{Multipart, MultipartError};
 use actix_web::http::header::HeaderMap;
+use actix_web::http::header::CONTENT_TYPE;
 use actix_web::web::Bytes;
-use futures_util::future::{FutureExt, LocalBoxFuture};
+use futures_util::future::{ready, FutureExt, LocalBoxFuture};
 use futures_util::{stream, StreamExt};
 
-use super::BodyFormat;
+use super::{media_type, BodyFormat};
 use crate::error::ApiError;
 use crate::login::credentials::{Credentials, FieldValue, SIGNAL_ID, SIGNAL_TOKEN};
 
@@ -21,15 +22,39 @@ pub const FORMAT: BodyFormat = BodyFormat {
 /// leaves room for what form libraries add (a CSRF field, a submit button).
 const MAX_PARTS: usize = 16;
 
+/// Longest boundary that RFC 2046, section 5.1.1, allows.
+const MAX_BOUNDARY_CHARS: usize = 70;
+
 fn extract(
     headers: &HeaderMap,
     body: Bytes,
 ) -> LocalBoxFuture<'static, Result<Credentials, ApiError>> {
+    if let Err(error) = check_boundary(headers) {
+        return ready(Err(error)).boxed_local();
+    }
+
     // The body is already read and bounded by the size limit, so the parser
     // gets it as a single chunk and every part is bounded by that limit too.
     let chunks = stream::once(async move { Ok::<_, actix_web::error::PayloadError>(body) });
     let multipart = Multipart::new(headers, chunks);
     parse(multipart).boxed_local()
+}
+
+/// Checks that the boundary has 1 to 70 characters, as RFC 2046 requires;
+/// the multipart parser accepts any length.
+fn check_boundary(headers: &HeaderMap) -> Result<(), ApiError> {
+    let boundary = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(media_type::parse)
+        .and_then(|media_type| media_type.parameter("boundary").map(str::len));
+    match boundary {
+        None | Some(0) => Err(malformed(MultipartError::BoundaryMissing)),
+        Some(length) if length > MAX_BOUNDARY_CHARS => Err(ApiError::MalformedBody(format!(
+            "The multipart boundary has {length} characters, more than the {MAX_BOUNDARY_CHARS} that RFC 2046 allows."
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 async fn parse(mut multipart: Multipart) -> Result<Credentials, ApiError> {
@@ -57,6 +82,7 @@ async fn parse(mut multipart: Multipart) -> Result<Credentials, ApiError> {
         }
 
         if let Some(name) = name {
+            // `name` is one of the two field names, never client text.
             let text = String::from_utf8(content).map_err(|_| {
                 ApiError::MalformedBody(format!("The multipart part {name} is not valid UTF-8."))
             })?;
@@ -66,9 +92,22 @@ async fn parse(mut multipart: Multipart) -> Result<Credentials, ApiError> {
     Ok(credentials)
 }
 
+/// Describes a multipart error in fixed words. The library's own messages
+/// can quote part names, which come from the client.
 fn malformed(error: MultipartError) -> ApiError {
+    let problem = match error {
+        MultipartError::BoundaryMissing => "its Content-Type has no boundary parameter",
+        MultipartError::ContentDispositionMissing
+        | MultipartError::ContentDispositionNameMissing => {
+            "a part lacks a `Content-Disposition: form-data; name=...` header"
+        }
+        MultipartError::Nested => "it nests another multipart body, which is not supported",
+        MultipartError::Incomplete => "it ends before the closing boundary",
+        MultipartError::Parse(_) => "a part's headers cannot be parsed",
+        MultipartError::Payload(_) => "it ended early or its transfer encoding is invalid",
+        _ => "it does not follow the multipart/form-data format",
+    };
     ApiError::MalformedBody(format!(
-        "The multipart body is invalid ({}); check its boundary and part headers.",
-        error.to_string().trim_end_matches('.')
+        "The multipart body is invalid because {problem}; check the boundary and part headers."
     ))
 }

@@ -24,6 +24,10 @@ fn extract(
 }
 
 fn parse(text: &str) -> Result<Credentials, ApiError> {
+    // Windows editors and some HTTP libraries prefix text with a byte order
+    // mark, which is never part of a key.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+
     // A pair body cannot start with `{` unless a key does, which no client
     // of this endpoint sends, so the first character decides the syntax.
     if text.trim_start().starts_with('{') {
