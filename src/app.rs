@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::ApiError;
 use crate::keys::{KeyError, KeyRing, KeyRingSettings, SigningAlgorithm};
 use crate::rate_limit::{LoginLimiter, RateLimitSettings};
 use crate::signer::{Signer, TokenSettings};
-use crate::store::SignalStore;
+use crate::store::{SignalRecord, SignalStore};
 use crate::verify::{Verifier, VerifierSettings};
 
 /// Limits of the login path.
@@ -79,5 +80,24 @@ impl AppState {
 
     pub fn key_ring(&self) -> &Arc<KeyRing> {
         self.signer.ring()
+    }
+
+    /// Reads a signal from the store within the store timeout. The lookup is
+    /// the only step of a request that waits on something outside the
+    /// process, so it alone carries a deadline; past it, or on a store
+    /// error, the request gets 503 and nothing is issued.
+    pub async fn find_signal(&self, id: &str) -> Result<Option<SignalRecord>, ApiError> {
+        let timeout = self.login.store_timeout;
+        match tokio::time::timeout(timeout, self.store.find_signal(id)).await {
+            Ok(Ok(record)) => Ok(record),
+            Ok(Err(error)) => {
+                log::error!("store lookup failed: {error}");
+                Err(ApiError::Unavailable)
+            }
+            Err(_) => {
+                log::error!("store lookup timed out after {timeout:?}");
+                Err(ApiError::Unavailable)
+            }
+        }
     }
 }

@@ -92,21 +92,7 @@ async fn authenticate(
 
     // A disabled or deleted signal loses its tokens here at once; services
     // that verify with the JWKS alone see that only when the token expires.
-    let lookup = state.store.find_signal(&claims.sub);
-    let record = match tokio::time::timeout(state.login.store_timeout, lookup).await {
-        Ok(Ok(record)) => record,
-        Ok(Err(error)) => {
-            log::error!("store lookup for a session failed: {error}");
-            return Err(ApiError::Unavailable);
-        }
-        Err(_) => {
-            log::error!(
-                "store lookup for a session timed out after {:?}",
-                state.login.store_timeout
-            );
-            return Err(ApiError::Unavailable);
-        }
-    };
+    let record = state.find_signal(&claims.sub).await?;
     if !record.is_some_and(|record| record.enabled) {
         return Err(reject(TokenRejection::SignalRevoked, Some(&claims.sub)));
     }

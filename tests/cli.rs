@@ -297,12 +297,28 @@ fn wait_for_line(lines: &mpsc::Receiver<String>, pattern: &str) -> String {
     }
 }
 
-#[actix_web::test]
-async fn serve_bootstraps_and_stops_on_sigterm() {
-    let folder = tempfile::tempdir().unwrap();
+/// A `nexus-auth serve` process started on a new store, with the `demo`
+/// token it printed and the address it logged.
+struct ServeProcess {
+    child: std::process::Child,
+    stderr: mpsc::Receiver<String>,
+    address: SocketAddr,
+    demo_token: String,
+}
+
+/// Starts `serve --bind 127.0.0.1:0 --workers 1` plus `args` in `folder`
+/// and waits for its `scheme://` listening line.
+fn start_serve(
+    folder: &Path,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+    scheme: &str,
+) -> ServeProcess {
     let mut child = nexus_auth()
         .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
-        .current_dir(folder.path())
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(folder)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -311,35 +327,54 @@ async fn serve_bootstraps_and_stops_on_sigterm() {
     let stderr = line_reader(child.stderr.take().unwrap());
 
     let token_line = wait_for_line(&stdout, "signalToken:");
-    let token = token_line.split_whitespace().last().unwrap().to_owned();
-    let listening = wait_for_line(&stderr, "listening on http://");
-    let address: SocketAddr = listening
-        .split("http://")
+    let demo_token = token_line.split_whitespace().last().unwrap().to_owned();
+    let prefix = format!("listening on {scheme}://");
+    let listening = wait_for_line(&stderr, &prefix);
+    assert!(listening.contains("signing key"), "{listening}");
+    let address = listening
+        .split(&prefix)
         .nth(1)
         .and_then(|rest| rest.split(';').next())
         .unwrap()
         .parse()
         .unwrap();
-    assert!(listening.contains("signing key"), "{listening}");
+    ServeProcess {
+        child,
+        stderr,
+        address,
+        demo_token,
+    }
+}
+
+impl ServeProcess {
+    /// Sends SIGTERM and waits for the process to exit.
+    fn terminate(mut self) -> (std::process::ExitStatus, mpsc::Receiver<String>) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        (self.child.wait().unwrap(), self.stderr)
+    }
+}
+
+#[actix_web::test]
+async fn serve_bootstraps_and_stops_on_sigterm() {
+    let folder = tempfile::tempdir().unwrap();
+    let serve = start_serve(folder.path(), &[], &[], "http");
     assert!(
         folder.path().join("nexus-auth.db").exists(),
         "default database file"
     );
 
+    let token = serve.demo_token.clone();
     assert_eq!(
-        login_status(address, "demo", &token).await,
+        login_status(serve.address, "demo", &token).await,
         200,
         "bootstrap signal"
     );
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let (status, stderr) = serve.terminate();
     wait_for_line(&stderr, "SIGTERM received");
     wait_for_line(&stderr, "nexus-auth stopped");
-    let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
 
     let listing = signals_ok(&folder.path().join("nexus-auth.db"), &["list"]);
@@ -418,44 +453,19 @@ fn serve_over_tls() {
     std::fs::write(&cert_path, certified.cert.pem()).unwrap();
     std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
 
-    let mut child = nexus_auth()
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--tls-cert",
-        ])
-        .arg(&cert_path)
-        .arg("--tls-key")
-        .arg(&key_path)
-        .current_dir(folder.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = line_reader(child.stdout.take().unwrap());
-    let stderr = line_reader(child.stderr.take().unwrap());
-    let token_line = wait_for_line(&stdout, "signalToken:");
-    let token = token_line.split_whitespace().last().unwrap();
-    let listening = wait_for_line(&stderr, "listening on https://");
-    let address: SocketAddr = listening
-        .split("https://")
-        .nth(1)
-        .and_then(|rest| rest.split(';').next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let tls_args = [
+        std::ffi::OsStr::new("--tls-cert"),
+        cert_path.as_os_str(),
+        std::ffi::OsStr::new("--tls-key"),
+        key_path.as_os_str(),
+    ];
+    let serve = start_serve(folder.path(), &tls_args, &[], "https");
 
-    let body = serde_json::json!({ "signalId": "demo", "signalToken": token }).to_string();
+    let body =
+        serde_json::json!({ "signalId": "demo", "signalToken": serve.demo_token }).to_string();
     let request = RawRequest::post("/auth/login", Some("application/json"), body);
-    let response = send_over_tls(address, certified.cert.der(), &request);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+    let response = send_over_tls(serve.address, certified.cert.der(), &request);
+    serve.terminate();
 
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
@@ -498,26 +508,8 @@ fn tls_settings_checked_before_start() {
 #[actix_web::test]
 async fn logs_hold_no_secrets() {
     let folder = tempfile::tempdir().unwrap();
-    let mut child = nexus_auth()
-        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
-        .env("RUST_LOG", "trace")
-        .current_dir(folder.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = line_reader(child.stdout.take().unwrap());
-    let stderr = line_reader(child.stderr.take().unwrap());
-    let token_line = wait_for_line(&stdout, "signalToken:");
-    let token = token_line.split_whitespace().last().unwrap().to_owned();
-    let listening = wait_for_line(&stderr, "listening on http://");
-    let address: SocketAddr = listening
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split(';').next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let serve = start_serve(folder.path(), &[], &[("RUST_LOG", "trace")], "http");
+    let (address, token) = (serve.address, serve.demo_token.clone());
 
     let wrong_token = "sgt_WrongTokenThatMustNotBeLogged0123456789";
     let login = |id: &str, token: &str| {
@@ -532,11 +524,7 @@ async fn logs_hold_no_secrets() {
     let form = format!("signalId=demo&signalToken={wrong_token}");
     common::http::send(address, &RawRequest::post("/auth/login", None, form)).await;
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+    let (_status, stderr) = serve.terminate();
     // The reader thread ends its channel when the process's stderr closes.
     let mut lines = Vec::new();
     while let Ok(line) = stderr.recv_timeout(Duration::from_secs(10)) {

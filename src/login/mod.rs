@@ -105,23 +105,7 @@ async fn login(
         .check_signal(&credentials.signal_id, address, Instant::now())
         .map_err(ApiError::TooManyRequests)?;
 
-    // The store lookup is the only step that waits on something outside the
-    // process, so it alone carries a deadline; past it nothing is issued.
-    let lookup = state.store.find_signal(&credentials.signal_id);
-    let record = match tokio::time::timeout(state.login.store_timeout, lookup).await {
-        Ok(Ok(record)) => record,
-        Ok(Err(error)) => {
-            log::error!("store lookup failed: {error}");
-            return Err(ApiError::Unavailable);
-        }
-        Err(_) => {
-            log::error!(
-                "store lookup timed out after {:?}",
-                state.login.store_timeout
-            );
-            return Err(ApiError::Unavailable);
-        }
-    };
+    let record = state.find_signal(&credentials.signal_id).await?;
 
     let now = unix_now();
     if let Err(rejection) =
