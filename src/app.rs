@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::error::ApiError;
 use crate::keys::{KeyError, KeyRing, KeyRingSettings, SigningAlgorithm};
+use crate::metrics::Metrics;
 use crate::rate_limit::{LoginLimiter, RateLimitSettings};
 use crate::signer::{Signer, TokenSettings};
 use crate::store::{SignalRecord, SignalStore};
@@ -43,6 +44,7 @@ pub struct AppState {
     pub signer: Signer,
     pub verifier: Verifier,
     pub limiter: LoginLimiter,
+    pub metrics: Metrics,
     pub login: LoginSettings,
 }
 
@@ -74,6 +76,7 @@ impl AppState {
             signer: Signer::new(ring, settings.token),
             verifier,
             limiter: LoginLimiter::new(settings.login.rate_limit.clone()),
+            metrics: Metrics::new(),
             login: settings.login,
         })
     }
@@ -91,10 +94,12 @@ impl AppState {
         match tokio::time::timeout(timeout, self.store.find_signal(id)).await {
             Ok(Ok(record)) => Ok(record),
             Ok(Err(error)) => {
+                self.metrics.store_errors.inc();
                 log::error!("store lookup failed: {error}");
                 Err(ApiError::Unavailable)
             }
             Err(_) => {
+                self.metrics.store_errors.inc();
                 log::error!("store lookup timed out after {timeout:?}");
                 Err(ApiError::Unavailable)
             }

@@ -16,6 +16,7 @@
 //!   secret types, the clock.
 //! - `rate_limit`, `client_address`: failed-login limits per address and
 //!   per signal.
+//! - `operations`, `metrics`: health, readiness and Prometheus metrics.
 //! - `app`: shared server state. `tls`: HTTPS certificates. `cli`: the
 //!   command line.
 
@@ -26,6 +27,8 @@ pub mod error;
 pub mod jwks;
 pub mod keys;
 pub mod login;
+pub mod metrics;
+pub mod operations;
 pub mod rate_limit;
 pub mod secret;
 pub mod server;

@@ -5,12 +5,13 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::dev::Service;
 use actix_web::http::KeepAlive;
 use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::{jwks, login, session};
+use crate::{jwks, login, operations, session};
 
 /// Seconds that a graceful shutdown waits for requests in flight.
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 10;
@@ -20,6 +21,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     login::configure(config);
     session::configure(config);
     jwks::configure(config);
+    operations::configure(config);
 }
 
 /// Server settings beyond the routes and the shared state.
@@ -47,8 +49,26 @@ pub fn start(
     options: ServerOptions,
 ) -> std::io::Result<Server> {
     let mut server = HttpServer::new(move || {
+        let timed_state = state.clone();
         App::new()
             .app_data(state.clone())
+            .wrap_fn(move |request, service| {
+                let started = std::time::Instant::now();
+                let method = method_label(request.method());
+                let state = timed_state.clone();
+                let response = service.call(request);
+                async move {
+                    let response = response.await?;
+                    // Route patterns, not paths, keep the label set small.
+                    let route = response.request().match_pattern();
+                    state
+                        .metrics
+                        .request_duration
+                        .with_label_values(&[route.as_deref().unwrap_or("unmatched"), method])
+                        .observe(started.elapsed().as_secs_f64());
+                    Ok(response)
+                }
+            })
             .configure(configure)
             .default_service(web::to(not_found))
     })
@@ -105,6 +125,27 @@ pub fn stop_on_signal(server: &Server) -> std::io::Result<()> {
         handle.stop(true).await;
     });
     Ok(())
+}
+
+/// Returns the metrics label of a method: its name for the standard ones,
+/// `other` for extension methods, which clients can invent without limit.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PATCH, "PATCH"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    STANDARD
+        .iter()
+        .find(|(standard, _)| standard == method)
+        .map_or("other", |(_, label)| label)
 }
 
 async fn not_found() -> HttpResponse {

@@ -49,6 +49,7 @@ struct Attempt {
     format: &'static str,
     signal_id: Option<String>,
     rejection: Option<&'static str>,
+    error_code: Option<&'static str>,
 }
 
 async fn post_login(
@@ -61,17 +62,40 @@ async fn post_login(
         format: "-",
         signal_id: None,
         rejection: None,
+        error_code: None,
     };
 
     let response = match login(&request, &mut payload, &state, &mut attempt).await {
         Ok(response) => response,
         Err(error) => {
             attempt.rejection.get_or_insert(error.code());
+            attempt.error_code = Some(error.code());
+            if let ApiError::TooManyRequests(throttle) = &error {
+                state
+                    .metrics
+                    .rate_limited
+                    .with_label_values(&[throttle.policy])
+                    .inc();
+            }
             error.error_response()
         }
     };
 
     log_attempt(&attempt, response.status().as_u16(), started);
+    let outcome = match response.status().as_u16() {
+        200 => "issued",
+        _ => attempt.error_code.unwrap_or("internal-error"),
+    };
+    let format = if attempt.format == "-" {
+        "unknown"
+    } else {
+        attempt.format
+    };
+    state
+        .metrics
+        .login_attempts
+        .with_label_values(&[outcome, format])
+        .inc();
     response
 }
 

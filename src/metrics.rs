@@ -1,0 +1,114 @@
+//! Prometheus metrics: login outcomes, request latency, store errors, rate
+//! limiting and the active signing key.
+//!
+//! Labels never carry a signal id, a token or a client address: their
+//! values come from small fixed sets (outcomes, body formats, route
+//! patterns), so the number of series stays bounded whatever clients send.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Upper bounds of the latency buckets, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    /// Login attempts by `outcome` (`issued` or the error code) and
+    /// `format` (the body format, or `unknown` before it is known).
+    pub login_attempts: IntCounterVec,
+    /// Request latency by `route` pattern and `method`.
+    pub request_duration: HistogramVec,
+    /// Failed or timed-out store queries.
+    pub store_errors: IntCounter,
+    /// Requests answered 429, by `policy`.
+    pub rate_limited: IntCounterVec,
+    /// 1 for the key that signs new tokens, by `kid` and `alg`.
+    signing_key: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let login_attempts = IntCounterVec::new(
+            Opts::new(
+                "nexus_auth_login_attempts_total",
+                "Login attempts by outcome and body format.",
+            ),
+            &["outcome", "format"],
+        )
+        .expect("valid metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "nexus_auth_http_request_duration_seconds",
+                "Time from request head to response, by route pattern and method.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        let store_errors = IntCounter::new(
+            "nexus_auth_store_errors_total",
+            "Store queries that failed or timed out.",
+        )
+        .expect("valid metric");
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "nexus_auth_rate_limited_total",
+                "Requests answered 429, by limit.",
+            ),
+            &["policy"],
+        )
+        .expect("valid metric");
+        let signing_key = IntGaugeVec::new(
+            Opts::new(
+                "nexus_auth_signing_key_info",
+                "The key that signs new tokens (value 1).",
+            ),
+            &["kid", "alg"],
+        )
+        .expect("valid metric");
+
+        let registry = Registry::new();
+        for collector in [
+            Box::new(login_attempts.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(store_errors.clone()),
+            Box::new(rate_limited.clone()),
+            Box::new(signing_key.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Self {
+            registry,
+            login_attempts,
+            request_duration,
+            store_errors,
+            rate_limited,
+            signing_key,
+        }
+    }
+
+    /// Renders every metric in the Prometheus text format, with the signing
+    /// key gauge set to the key that signs now.
+    pub fn render(&self, kid: &str, algorithm: &str) -> String {
+        self.signing_key.reset();
+        self.signing_key.with_label_values(&[kid, algorithm]).set(1);
+
+        let mut buffer = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            log::error!("encoding the metrics failed: {error}");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
