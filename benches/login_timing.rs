@@ -87,6 +87,7 @@ async fn open_state(folder: &std::path::Path) -> (Arc<dyn SignalStore>, AppState
             },
             trust_proxy_headers: false,
         },
+        cors_origins: Vec::new(),
     };
     let state = AppState::open(store.clone(), settings, unix_now())
         .await

@@ -37,6 +37,8 @@ pub struct Settings {
     /// Clock skew allowed for `exp` and `nbf`, in seconds.
     pub clock_leeway: u64,
     pub login: LoginSettings,
+    /// Origins allowed to call the browser-facing routes; `*` for any.
+    pub cors_origins: Vec<String>,
 }
 
 pub struct AppState {
@@ -46,6 +48,7 @@ pub struct AppState {
     pub limiter: LoginLimiter,
     pub metrics: Metrics,
     pub login: LoginSettings,
+    pub cors_origins: Vec<String>,
 }
 
 impl AppState {
@@ -78,6 +81,7 @@ impl AppState {
             limiter: LoginLimiter::new(settings.login.rate_limit.clone()),
             metrics: Metrics::new(),
             login: settings.login,
+            cors_origins: settings.cors_origins,
         })
     }
 

@@ -10,10 +10,12 @@ use crate::app::AppState;
 /// Longest time a verifier may cache the key set, in seconds.
 const MAX_CACHE_SECONDS: u64 = 300;
 
-/// Registers the JWKS route; other methods get 405.
-pub fn configure(config: &mut web::ServiceConfig) {
+/// Registers the JWKS route, with CORS for `cors_origins`; other methods
+/// get 405.
+pub fn configure(config: &mut web::ServiceConfig, cors_origins: &[String]) {
     config.service(
         web::resource("/.well-known/jwks.json")
+            .wrap(crate::cors::middleware(cors_origins))
             .route(web::get().to(get_jwks))
             .default_service(web::to(crate::error::method_not_allowed_get)),
     );

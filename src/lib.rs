@@ -23,6 +23,7 @@
 pub mod app;
 pub mod cli;
 pub mod client_address;
+pub mod cors;
 pub mod error;
 pub mod jwks;
 pub mod keys;

@@ -16,11 +16,19 @@ use crate::{jwks, login, operations, session};
 /// Seconds that a graceful shutdown waits for requests in flight.
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 10;
 
-/// Registers every route. Unknown paths get the contract's JSON 404.
+/// Registers every route without CORS. Unknown paths get the contract's
+/// JSON 404 when the app uses `not_found` as its default service, as
+/// `start` does.
 pub fn configure(config: &mut web::ServiceConfig) {
-    login::configure(config);
-    session::configure(config);
-    jwks::configure(config);
+    configure_with_cors(config, &[]);
+}
+
+/// Registers every route, with CORS for `cors_origins` on the routes that
+/// browsers call (login, session, JWKS).
+pub fn configure_with_cors(config: &mut web::ServiceConfig, cors_origins: &[String]) {
+    login::configure(config, cors_origins);
+    session::configure(config, cors_origins);
+    jwks::configure(config, cors_origins);
     operations::configure(config);
 }
 
@@ -50,6 +58,7 @@ pub fn start(
 ) -> std::io::Result<Server> {
     let mut server = HttpServer::new(move || {
         let timed_state = state.clone();
+        let cors_origins = state.cors_origins.clone();
         App::new()
             .app_data(state.clone())
             .wrap_fn(move |request, service| {
@@ -69,7 +78,7 @@ pub fn start(
                     Ok(response)
                 }
             })
-            .configure(configure)
+            .configure(move |config| configure_with_cors(config, &cors_origins))
             .default_service(web::to(not_found))
     })
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)
@@ -148,6 +157,7 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
         .map_or("other", |(_, label)| label)
 }
 
-async fn not_found() -> HttpResponse {
+/// Answers the contract's JSON 404 for a path with no route.
+pub async fn not_found() -> HttpResponse {
     ApiError::NotFound.error_response()
 }

@@ -121,10 +121,12 @@ fn reject(rejection: TokenRejection, signal_id: Option<&str>) -> ApiError {
     ApiError::InvalidToken(rejection.message())
 }
 
-/// Registers `GET /auth/session`; other methods get 405.
-pub fn configure(config: &mut web::ServiceConfig) {
+/// Registers `GET /auth/session`, with CORS for `cors_origins`; other
+/// methods get 405.
+pub fn configure(config: &mut web::ServiceConfig, cors_origins: &[String]) {
     config.service(
         web::resource("/auth/session")
+            .wrap(crate::cors::middleware(cors_origins))
             .route(web::get().to(get_session))
             .default_service(web::to(crate::error::method_not_allowed_get)),
     );

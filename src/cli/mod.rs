@@ -35,7 +35,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the HTTP server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list, rotate, disable, enable or delete signals.
     #[command(subcommand)]
     Signals(SignalsCommand),
@@ -145,7 +145,7 @@ pub fn init_logging() {
 /// Runs the parsed command and returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Signals(command) => signals::run(command).await,
         Command::Keys(command) => keys::run(command).await,
     };

@@ -120,6 +120,12 @@ pub struct ServeArgs {
     #[arg(long, env = "NEXUS_AUTH_KEEP_ALIVE", default_value = "5", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub keep_alive: u64,
 
+    /// Origin allowed to call the login, session and JWKS routes from a
+    /// browser, such as https://app.example.com; repeat it for several, or
+    /// give `*` for any. No CORS headers are sent without it.
+    #[arg(long = "cors-origin", env = "NEXUS_AUTH_CORS_ORIGINS", value_delimiter = ',', value_name = "ORIGIN", value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+
     /// Do not create the `demo` signal on a new store (no signal and no
     /// signing key yet).
     #[arg(long, env = "NEXUS_AUTH_NO_BOOTSTRAP")]
@@ -156,6 +162,24 @@ fn parse_token_ttl(value: &str) -> Result<u64, String> {
             "expected a whole number of seconds from 1 to {MAX_TOKEN_TTL_SECONDS}"
         )),
     }
+}
+
+/// Accepts `*` or an origin: a scheme, `://` and a host with an optional
+/// port, without a path, as browsers send it in `Origin`.
+fn parse_origin(value: &str) -> Result<String, String> {
+    let valid = value == "*"
+        || value.split_once("://").is_some_and(|(scheme, host)| {
+            !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                && !host.is_empty()
+                && !host.contains(['/', '?', '#', ' '])
+        });
+    if !valid {
+        return Err("expected * or an origin such as https://app.example.com or http://127.0.0.1:3000, without a path".to_owned());
+    }
+    Ok(value.to_owned())
 }
 
 fn parse_claim(value: &str) -> Result<String, String> {
@@ -228,6 +252,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             },
             trust_proxy_headers: args.trust_proxy_headers,
         },
+        cors_origins: args.cors_origins.clone(),
     };
     let state = AppState::open(store.clone(), settings, unix_now())
         .await

@@ -22,10 +22,12 @@ use crate::client_address::client_address;
 use crate::error::ApiError;
 use crate::time::unix_now;
 
-/// Registers the login route; other methods get 405 with `Allow: POST`.
-pub fn configure(config: &mut web::ServiceConfig) {
+/// Registers the login route, with CORS for `cors_origins`; other methods
+/// get 405 with `Allow: POST`.
+pub fn configure(config: &mut web::ServiceConfig, cors_origins: &[String]) {
     config.service(
         web::resource("/auth/login")
+            .wrap(crate::cors::middleware(cors_origins))
             .route(web::post().to(post_login))
             .route(web::method(Method::OPTIONS).to(options))
             .default_service(web::to(method_not_allowed)),
