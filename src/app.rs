@@ -91,7 +91,7 @@ impl AppState {
 
     /// Reads a signal from the store within the store timeout. The lookup is
     /// the only step of a request that waits on something outside the
-    /// process, so it alone carries a deadline; past it, or on a store
+    /// process, so it alone carries a deadline. Past it, or on a store
     /// error, the request gets 503 and nothing is issued.
     pub async fn find_signal(&self, id: &str) -> Result<Option<SignalRecord>, ApiError> {
         let timeout = self.login.store_timeout;

@@ -13,7 +13,7 @@ const EXPOSED_HEADERS: [&str; 5] = [
     "WWW-Authenticate",
 ];
 
-/// Seconds a browser may cache a preflight answer.
+/// Seconds a browser may cache a preflight response.
 const PREFLIGHT_MAX_AGE: usize = 600;
 
 /// Builds the CORS middleware for `origins` (`*` allows any origin); with

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::app::AppState;
 
-/// Longest time a verifier may cache the key set, in seconds.
+/// Maximum time a verifier may cache the key set, in seconds.
 const MAX_CACHE_SECONDS: u64 = 300;
 
 /// Registers the JWKS route, with CORS for `cors_origins`; other methods

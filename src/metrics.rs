@@ -24,7 +24,7 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     /// Failed or timed-out store queries.
     pub store_errors: IntCounter,
-    /// Requests answered 429, by `policy`.
+    /// Requests rejected with 429, by `policy`.
     pub rate_limited: IntCounterVec,
     /// 1 for the key that signs new tokens, by `kid` and `alg`.
     signing_key: IntGaugeVec,

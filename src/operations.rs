@@ -1,5 +1,5 @@
 //! Operations endpoints: `GET /healthz` (the process serves), `GET /readyz`
-//! (the store answers) and `GET /metrics` (Prometheus text format).
+//! (the store responds) and `GET /metrics` (Prometheus text format).
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpResponse, ResponseError};
@@ -29,7 +29,7 @@ async fn healthz() -> HttpResponse {
         .json(json!({ "status": "ok" }))
 }
 
-/// Answers 200 when the store responds within the store timeout, else 503
+/// Returns 200 when the store responds within the store timeout, else 503
 /// with the reason in the log and the contract's error body.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let timeout = state.login.store_timeout;

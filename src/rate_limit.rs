@@ -5,7 +5,7 @@
 //! limit, until the window ends. Only 401s count, so honest clients never
 //! spend the budget. A throttled signal is slowed, not locked: addresses
 //! that logged in to it successfully in the last `KNOWN_CLIENT_TTL` keep
-//! logging in while strangers get 429, so an attacker who knows a signal id
+//! logging in while strangers get 429, so an attacker with a signal id
 //! cannot lock its real clients out. Every map is capped at `max_entries`,
 //! so memory stays bounded when an attacker sprays addresses or ids.
 
@@ -31,7 +31,7 @@ pub struct RateLimitSettings {
     /// window; 0 turns the limit off.
     pub per_signal: u32,
     pub window: Duration,
-    /// Most keys that each map tracks at once.
+    /// Maximum number of keys that each map tracks at once.
     pub max_entries: usize,
 }
 
@@ -46,7 +46,7 @@ impl Default for RateLimitSettings {
     }
 }
 
-/// Which limit a client reached, for the 429 and its headers.
+/// The limit a client reached, for the 429 and its headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Throttle {
     /// Policy name, as the RateLimit header fields show it.
@@ -94,7 +94,8 @@ impl<K: Hash + Eq, V> Capped<K, V> {
     }
 
     /// Inserts `value` unless the map is full of live entries; returns
-    /// whether it did. `live` tells which entries to keep in a sweep.
+    /// whether it did. A sweep keeps the entries for which `live` returns
+    /// true.
     fn insert(&mut self, key: K, value: V, now: Instant, live: impl Fn(&V) -> bool) -> bool {
         if self.map.len() >= self.max_entries && !self.map.contains_key(&key) {
             let due = self

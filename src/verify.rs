@@ -18,7 +18,7 @@ use crate::signer::Claims;
 /// Largest token accepted, in bytes. Issued tokens are under 1 KiB.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
-/// Why a token was rejected. Clients get a short reason; the log gets
+/// Reason a token was rejected. Clients get `message`, and the log gets
 /// `reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenRejection {
@@ -57,7 +57,7 @@ impl TokenRejection {
         }
     }
 
-    /// Returns the sentence the client sees. Details that would help an
+    /// Returns the sentence sent to the client. Details that would help an
     /// attacker tune a forgery (which check failed) stay in the log.
     pub fn message(self) -> &'static str {
         match self {
@@ -76,7 +76,7 @@ impl TokenRejection {
     }
 }
 
-/// What every accepted token must carry besides a valid signature.
+/// Claims that every accepted token must carry besides a valid signature.
 #[derive(Debug, Clone)]
 pub struct VerifierSettings {
     pub issuer: String,

@@ -20,7 +20,7 @@ use crate::store::StoredKey;
 pub const RSA_KEY_BITS: usize = 2048;
 
 /// Shortest HS256 secret accepted, in bytes: the 256 bits that RFC 7518,
-/// section 3.2, asks of an HS256 key.
+/// section 3.2, requires of an HS256 key.
 const MIN_HMAC_SECRET_BYTES: usize = 32;
 
 /// A key ready to sign or verify with.

@@ -52,7 +52,7 @@ impl SigningAlgorithm {
         }
     }
 
-    /// Whether the key has a public half that the JWKS publishes.
+    /// Returns true when the key has a public half that the JWKS publishes.
     pub fn is_asymmetric(self) -> bool {
         self != SigningAlgorithm::Hs256
     }

@@ -10,7 +10,7 @@ use super::material::{generate, load_hmac_secret, LoadedKey};
 use super::{KeyError, SigningAlgorithm};
 use crate::store::SignalStore;
 
-/// How the ring chooses and keeps keys.
+/// Settings that decide which keys the ring generates and keeps.
 #[derive(Debug, Clone)]
 pub struct KeyRingSettings {
     /// Algorithm of the key generated when the store has no active key of

@@ -32,7 +32,8 @@ fn token(input: &str) -> (&str, &str) {
 }
 
 /// Parses a quoted string at the start of `input`; returns its value and
-/// the rest, or `None` when it is not closed or holds a control character.
+/// the rest, or `None` when it is not closed or contains a control
+/// character.
 fn quoted_string(input: &str) -> Option<(String, &str)> {
     let mut value = String::new();
     let mut characters = input.strip_prefix('"')?.char_indices();
