@@ -22,10 +22,10 @@ use nexus_auth::signer::TokenSettings;
 use nexus_auth::store::{self, SignalStore, StoreOptions};
 use nexus_auth::time::unix_now;
 
-/// Requests per case. The cases run interleaved, in an order that rotates
-/// every round, so slow drift of the machine (frequency scaling, other
-/// processes) and position effects hit them alike.
-const ROUNDS: usize = 5_000;
+/// Requests per case. The cases run interleaved, in a random order each
+/// round, so slow drift of the machine (frequency scaling, other
+/// processes) and order effects hit them alike.
+const ROUNDS: usize = 20_000;
 const WARM_UP_ROUNDS: usize = 500;
 
 const TOKEN: &str = "sgt_TimingBenchToken0123456789abcdefghijklmnop";
@@ -36,6 +36,17 @@ struct Case {
     token: &'static str,
     expected_status: u16,
     samples: Vec<Duration>,
+}
+
+/// Shuffles `items` with xorshift64 (Fisher-Yates); the fixed seed makes
+/// runs comparable.
+fn shuffle(items: &mut [usize], state: &mut u64) {
+    for index in (1..items.len()).rev() {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        items.swap(index, (*state % (index as u64 + 1)) as usize);
+    }
 }
 
 fn median(samples: &mut [Duration]) -> Duration {
@@ -140,13 +151,14 @@ async fn run() {
         },
     ];
 
+    let mut order: Vec<usize> = (0..cases.len()).collect();
+    let mut random_state: u64 = 0x9e37_79b9_7f4a_7c15;
     for round in 0..WARM_UP_ROUNDS + ROUNDS {
-        // Each round starts at the next case, so every case takes every
-        // position in the round equally often (and so every pooled
-        // connection, since the pool hands them out in turn).
-        let count = cases.len();
-        for offset in 0..count {
-            let case = &mut cases[(round + offset) % count];
+        // A fresh random order each round, so that no case always follows
+        // the same case or always gets the same pooled connection.
+        shuffle(&mut order, &mut random_state);
+        for &index in &order {
+            let case = &mut cases[index];
             let body = format!(
                 r#"{{"signalId":"{}","signalToken":"{}"}}"#,
                 case.signal_id, case.token
@@ -176,7 +188,7 @@ async fn run() {
     writeln!(report, "# Failed-login timing\n").unwrap();
     writeln!(
         report,
-        "`cargo bench --bench login_timing`: {ROUNDS} interleaved requests per case after {WARM_UP_ROUNDS} warm-up rounds, in-process through actix-web's test service with a SQLite store; {} cores.\n",
+        "`cargo bench --bench login_timing`: {ROUNDS} requests per case, interleaved in a random order each round, after {WARM_UP_ROUNDS} warm-up rounds, in-process through actix-web's test service with a SQLite store; {} cores.\n",
         std::thread::available_parallelism().map_or(0, |cores| cores.get())
     )
     .unwrap();

@@ -132,16 +132,17 @@ impl SignalStore for SqliteStore {
 
     async fn find_signal(&self, id: &str) -> Result<Option<SignalRecord>, StoreError> {
         // The query returns exactly one row whether or not the signal
-        // exists: the signal, or a placeholder of the same shape. Decoding
-        // it is then the same work on both paths, so an unknown id is not
-        // answered measurably faster than a known one.
+        // exists, after one index probe: the signal, or placeholders of the
+        // same shape. Reading and decoding it is then the same work on both
+        // paths, so an unknown id is not answered measurably faster.
         let row = sqlx::query(
-            "SELECT id, token_digest, previous_token_digest, previous_token_expires_at, enabled,
-                    1 AS found
-             FROM signals WHERE id = ?1
-             UNION ALL
-             SELECT ?1, ?2, NULL, NULL, 0, 0
-             ORDER BY found DESC LIMIT 1",
+            "SELECT wanted.id AS id,
+                    COALESCE(signals.token_digest, ?2) AS token_digest,
+                    signals.previous_token_digest, signals.previous_token_expires_at,
+                    COALESCE(signals.enabled, 0) AS enabled,
+                    signals.id IS NOT NULL AS found
+             FROM (SELECT ?1 AS id) AS wanted
+             LEFT JOIN signals ON signals.id = wanted.id",
         )
         .bind(id)
         .bind(&PLACEHOLDER_DIGEST[..])
