@@ -212,6 +212,7 @@ pub fn test_settings(store_timeout: Duration) -> Settings {
             },
             trust_proxy_headers: false,
         },
+        cors_origins: Vec::new(),
     }
 }
 
