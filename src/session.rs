@@ -93,7 +93,9 @@ async fn authenticate(
     // A disabled or deleted signal loses its tokens here at once; services
     // that verify with the JWKS alone see that only when the token expires.
     let record = state.find_signal(&claims.sub).await?;
-    if !record.is_some_and(|record| record.enabled) {
+    // A token older than its signal was issued to a deleted signal whose id
+    // was later reused; it must not come back to life.
+    if !record.is_some_and(|record| record.enabled && claims.iat >= record.created_at) {
         return Err(reject(TokenRejection::SignalRevoked, Some(&claims.sub)));
     }
     Ok(AuthenticatedSignal {
@@ -157,12 +159,13 @@ async fn get_session(signal: AuthenticatedSignal) -> HttpResponse {
 }
 
 /// Percent-encodes the bytes of `value` that a header value cannot carry
-/// (anything outside printable ASCII) and `%` itself, so that any signal id
-/// survives the trip through a proxy.
+/// unchanged (anything outside visible ASCII, including spaces, which HTTP
+/// strips at either end) and `%` itself, so that every signal id reaches
+/// the upstream behind a proxy as a distinct, non-empty value.
 pub fn header_safe(value: &str) -> String {
     let mut encoded = String::with_capacity(value.len());
     for byte in value.bytes() {
-        if byte.is_ascii_graphic() && byte != b'%' || byte == b' ' {
+        if byte.is_ascii_graphic() && byte != b'%' {
             encoded.push(byte as char);
         } else {
             encoded.push_str(&format!("%{byte:02X}"));
@@ -206,7 +209,7 @@ mod tests {
         assert_eq!(header_safe("sensor-7"), "sensor-7");
         assert_eq!(
             header_safe("fixture signal \u{e9}"),
-            "fixture signal %C3%A9"
+            "fixture%20signal%20%C3%A9"
         );
         assert_eq!(header_safe("50%\n"), "50%25%0A");
     }

@@ -381,7 +381,12 @@ async fn nginx_auth_request_guards_upstream() {
             &[("Authorization", &format!("Bearer {accented_token}"))],
         ))
         .await;
-    assert_reached_upstream(&response, &upstream, "/reports", "fixture signal %C3%A9");
+    assert_reached_upstream(
+        &response,
+        &upstream,
+        "/reports",
+        "fixture%20signal%20%C3%A9",
+    );
     assert_eq!(upstream.requests().len(), 4);
 
     // No token.

@@ -138,7 +138,7 @@ async fn session_header_encodes_non_ascii_id() {
     assert_eq!(response.status, 200);
     assert_eq!(
         response.header("x-signal-id"),
-        Some("fixture signal %C3%A9")
+        Some("fixture%20signal%20%C3%A9")
     );
     assert_eq!(response.json()["signalId"], id);
 }
@@ -346,6 +346,30 @@ async fn revoked_signal_loses_tokens() {
     let response = session(&server, Some(bearer.as_bytes())).await;
     assert_eq!(response.status, 401, "deleted");
     assert_eq!(response.json()["error"]["code"], "invalid-token");
+
+    // Times are whole seconds; the new signal must be created after the
+    // second in which the old token was issued.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let digest = nexus_auth::signal_token::TokenDigest::of(&nexus_auth::secret::SignalToken::new(
+        SIGNAL_TOKEN,
+    ));
+    server
+        .store
+        .create_signal(SIGNAL_ID, digest, unix_now())
+        .await
+        .unwrap();
+    assert_eq!(
+        session(&server, Some(bearer.as_bytes())).await.status,
+        401,
+        "recreated under the same id"
+    );
+    let fresh = server.login(SIGNAL_ID, SIGNAL_TOKEN).await;
+    let fresh_bearer = format!("Bearer {fresh}");
+    assert_eq!(
+        session(&server, Some(fresh_bearer.as_bytes())).await.status,
+        200,
+        "token of the new signal"
+    );
 }
 
 fn published_kids(response: &RawResponse) -> HashSet<String> {
@@ -359,10 +383,12 @@ fn published_kids(response: &RawResponse) -> HashSet<String> {
 
 #[actix_web::test]
 async fn rotated_key_verifies_until_tokens_expire() {
-    // Tokens live 3 s with no leeway, so a replaced key leaves within 3 s.
+    // Tokens live 3 s with no leeway and keys reload every second, so a
+    // replaced key leaves within 4 s (times are whole seconds, hence 5.2).
     let mut settings = test_settings(Duration::from_secs(2));
     settings.token.ttl_seconds = 3;
     settings.clock_leeway = 0;
+    settings.key_refresh = 1;
     let server = TestServer::start_with(settings).await;
     let ring = server.state.key_ring().clone();
     let old_kid = server.signing_key().await.kid;
@@ -396,7 +422,7 @@ async fn rotated_key_verifies_until_tokens_expire() {
         "{kids:?}"
     );
 
-    tokio::time::sleep(Duration::from_millis(4200)).await;
+    tokio::time::sleep(Duration::from_millis(5200)).await;
     ring.refresh(server.store.as_ref(), unix_now())
         .await
         .unwrap();

@@ -63,7 +63,8 @@ pub enum SignalsCommand {
 /// A signal id and the store it lives in.
 #[derive(Debug, Args)]
 pub struct Target {
-    /// The signal id: 1 to 256 characters, no control characters.
+    /// The signal id: 1 to 256 characters, no control characters, no white
+    /// space at either end.
     #[arg(value_name = "ID", value_parser = parse_signal_id)]
     id: String,
     #[command(flatten)]
@@ -80,8 +81,17 @@ fn parse_signal_id(value: &str) -> Result<String, String> {
     if value.chars().any(char::is_control) {
         return Err("a signal id cannot contain control characters".to_owned());
     }
+    // HTTP drops white space around header values, so ` demo` would reach
+    // services behind a proxy as `demo` in X-Signal-Id.
+    if value.trim() != value {
+        return Err("a signal id cannot start or end with white space".to_owned());
+    }
     Ok(value.to_owned())
 }
+
+/// Longest grace period, in seconds (365 days). A previous token that stays
+/// valid longer is a second credential, not a migration aid.
+const MAX_GRACE_SECONDS: u64 = 365 * 24 * 3600;
 
 fn parse_grace(value: &str) -> Result<Duration, String> {
     let grace = humantime::parse_duration(value)
@@ -91,6 +101,9 @@ fn parse_grace(value: &str) -> Result<Duration, String> {
             "expected a duration above zero; leave --grace out to stop the old token at once"
                 .to_owned(),
         );
+    }
+    if grace.as_secs() > MAX_GRACE_SECONDS {
+        return Err("expected at most 365 days".to_owned());
     }
     Ok(grace)
 }

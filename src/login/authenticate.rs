@@ -73,6 +73,7 @@ mod tests {
             previous_token: previous
                 .map(|(token, until)| (TokenDigest::of(&SignalToken::new(token)), until)),
             enabled,
+            created_at: 0,
         }
     }
 

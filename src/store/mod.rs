@@ -28,6 +28,9 @@ pub struct SignalRecord {
     /// stops being accepted.
     pub previous_token: Option<(TokenDigest, i64)>,
     pub enabled: bool,
+    /// Time the signal was created. A token issued before it belongs to an
+    /// earlier signal of the same id, since deleted.
+    pub created_at: i64,
 }
 
 /// A signal as `signals list` shows it.

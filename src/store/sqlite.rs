@@ -59,12 +59,31 @@ impl SqliteStore {
         if is_new {
             restrict_to_owner(&path).map_err(|error| open_error(&location, error))?;
         }
-        MIGRATOR
-            .run(&pool)
+        migrate(&pool)
             .await
             .map_err(|error| open_error(&location, error))?;
 
         Ok(Self { pool, location })
+    }
+}
+
+/// Applies pending migrations. SQLite offers sqlx no migration lock, so two
+/// processes that start on a new file together can both try the first
+/// migration; the loser retries once the winner has recorded it.
+async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match MIGRATOR.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt < ATTEMPTS => {
+                log::info!("migrating the store failed ({error}); retrying, as another process may be migrating it");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
+                    .await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
     }
 }
 
@@ -140,6 +159,7 @@ impl SignalStore for SqliteStore {
                     COALESCE(signals.token_digest, ?2) AS token_digest,
                     signals.previous_token_digest, signals.previous_token_expires_at,
                     COALESCE(signals.enabled, 0) AS enabled,
+                    COALESCE(signals.created_at, 0) AS created_at,
                     signals.id IS NOT NULL AS found
              FROM (SELECT ?1 AS id) AS wanted
              LEFT JOIN signals ON signals.id = wanted.id",
@@ -158,6 +178,7 @@ impl SignalStore for SqliteStore {
             token_digest: digest_column(&row, "token_digest")?,
             previous_token,
             enabled: row.try_get("enabled")?,
+            created_at: row.try_get("created_at")?,
         };
         let found: bool = row.try_get("found")?;
         Ok(found.then_some(record))
