@@ -87,6 +87,7 @@ async fn open_state(folder: &std::path::Path) -> (Arc<dyn SignalStore>, AppState
         signing_algorithm: SigningAlgorithm::EdDsa,
         hmac_secret_file: None,
         clock_leeway: 30,
+        key_refresh: 10,
         login: LoginSettings {
             body_limit: 16 * 1024,
             store_timeout: Duration::from_secs(2),

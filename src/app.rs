@@ -36,6 +36,8 @@ pub struct Settings {
     pub hmac_secret_file: Option<PathBuf>,
     /// Clock skew allowed for `exp` and `nbf`, in seconds.
     pub clock_leeway: u64,
+    /// Seconds between reloads of the signing keys from the store.
+    pub key_refresh: u64,
     pub login: LoginSettings,
     /// Origins allowed to call the browser-facing routes; `*` for any.
     pub cors_origins: Vec<String>,
@@ -64,6 +66,7 @@ impl AppState {
             hmac_secret_file: settings.hmac_secret_file,
             token_ttl: settings.token.ttl_seconds,
             leeway: settings.clock_leeway,
+            refresh_interval: settings.key_refresh,
         };
         let ring = Arc::new(KeyRing::open(store.as_ref(), ring_settings, now).await?);
         let verifier = Verifier::new(

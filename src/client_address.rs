@@ -7,10 +7,13 @@ use actix_web::http::header::HeaderMap;
 use actix_web::HttpRequest;
 
 /// Returns the address to count failed logins against. With
-/// `trust_proxy_headers`, it is the last address in `Forwarded` (RFC 7239
-/// `for=`) or else in `X-Forwarded-For`: the entry that the nearest proxy
-/// appended, which a client cannot forge, unlike the first one. Without it,
-/// or when neither header has a usable address, it is the socket's peer.
+/// `trust_proxy_headers`, it is the last address in `X-Forwarded-For`: the
+/// entry that the nearest proxy appended, which a client cannot forge,
+/// unlike the entries before it. `Forwarded` is ignored, because proxies
+/// that append to `X-Forwarded-For` (nginx, HAProxy, most load balancers)
+/// pass a client's own `Forwarded` header through untouched. Without the
+/// setting, or when the header has no usable address, it is the socket's
+/// peer.
 pub fn client_address(request: &HttpRequest, trust_proxy_headers: bool) -> Option<IpAddr> {
     let peer = request.peer_addr().map(|address| address.ip());
     if !trust_proxy_headers {
@@ -20,32 +23,16 @@ pub fn client_address(request: &HttpRequest, trust_proxy_headers: bool) -> Optio
 }
 
 fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
-    let forwarded = headers
-        .get_all("forwarded")
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                name.eq_ignore_ascii_case("for")
-                    .then(|| parse_node(value))?
-            })
-        })
-        .last();
-    if forwarded.is_some() {
-        return forwarded;
-    }
     headers
         .get_all("x-forwarded-for")
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .filter_map(|entry| parse_node(entry.trim()))
-        .last()
+        .next_back()
+        .and_then(|entry| parse_node(entry.trim()))
 }
 
-/// Parses a node as `Forwarded` and `X-Forwarded-For` write it: an IPv4
-/// address, a bracketed or bare IPv6 address, either possibly with a port
-/// and in quotes.
+/// Parses an `X-Forwarded-For` entry: an IPv4 address, a bracketed or bare
+/// IPv6 address, either possibly with a port and in quotes.
 fn parse_node(node: &str) -> Option<IpAddr> {
     let node = node.trim().trim_matches('"');
     if let Some(rest) = node.strip_prefix('[') {
@@ -91,21 +78,22 @@ mod tests {
                 Some("198.51.100.4"),
             ),
             (
-                &[(
-                    "forwarded",
-                    "for=203.0.113.9;proto=https, for=\"[2001:db8::1]:4711\"",
-                )],
+                &[("x-forwarded-for", "203.0.113.9, [2001:db8::1]:4711")],
                 Some("2001:db8::1"),
             ),
             (
-                &[
-                    ("forwarded", "for=192.0.2.60:8080"),
-                    ("x-forwarded-for", "1.1.1.1"),
-                ],
+                &[("x-forwarded-for", "192.0.2.60:8080")],
                 Some("192.0.2.60"),
             ),
-            (&[("forwarded", "for=unknown")], None),
-            (&[("x-forwarded-for", "not-an-address")], None),
+            (
+                &[
+                    ("forwarded", "for=192.0.2.60"),
+                    ("x-forwarded-for", "198.51.100.4"),
+                ],
+                Some("198.51.100.4"),
+            ),
+            (&[("forwarded", "for=192.0.2.60")], None),
+            (&[("x-forwarded-for", "198.51.100.4, not-an-address")], None),
             (&[], None),
         ];
         for (pairs, expected) in cases {

@@ -170,9 +170,7 @@ impl ResponseError for ApiError {
                     format!("\"{}\";r=0;t={}", throttle.policy, throttle.retry_after),
                 ));
             }
-            ApiError::RequestTimeout(_) => {
-                response.insert_header((header::CONNECTION, HeaderValue::from_static("close")));
-            }
+
             ApiError::InvalidToken(_) => {
                 response.insert_header((
                     header::WWW_AUTHENTICATE,
@@ -183,6 +181,22 @@ impl ResponseError for ApiError {
                 response.insert_header(("Accept-Post", ACCEPTED_MEDIA_TYPES));
             }
             _ => {}
+        }
+        // These answer before the body is read, or while a client stalls
+        // in the middle of it. Closing the connection frees it at once
+        // instead of waiting for the rest of a body that may never come.
+        // TODO: a stalled chunked body still keeps its connection open after
+        // the 408, because actix-http waits for the end of the chunked
+        // payload (tests/limits.rs, stalled_chunked_body_gets_408).
+        if matches!(
+            self,
+            ApiError::RequestTimeout(_)
+                | ApiError::PayloadTooLarge { .. }
+                | ApiError::UnsupportedMediaType(_)
+                | ApiError::TooManyRequests(_)
+                | ApiError::MethodNotAllowed { .. }
+        ) {
+            response.force_close();
         }
         response.json(body)
     }

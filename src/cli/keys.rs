@@ -31,8 +31,9 @@ pub enum KeysCommand {
     /// Stop a key from signing. Retiring the active key makes a new one of
     /// the same algorithm active.
     Retire {
-        /// The key id (`kid`), as `keys list` shows it.
-        #[arg(value_name = "KID")]
+        /// The key id (`kid`), as `keys list` shows it. Key ids are base64url
+        /// and may start with `-`.
+        #[arg(value_name = "KID", allow_hyphen_values = true)]
         kid: String,
         #[command(flatten)]
         store: StoreArgs,

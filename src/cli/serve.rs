@@ -213,8 +213,8 @@ fn parse_body_limit(value: &str) -> Result<usize, String> {
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
-    // Certificate problems are found before the store is touched, so that a
-    // typo in a path changes nothing.
+    // Certificate and HS256 secret problems are found before the store is
+    // touched, so that a typo in a path changes nothing.
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             Some(tls::load_server_config(cert, key).map_err(|error| error.to_string())?)
@@ -222,6 +222,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    if args.signing_alg == SigningAlgorithm::Hs256 {
+        let path = args
+            .hs256_secret_file
+            .as_ref()
+            .ok_or_else(|| crate::keys::KeyError::MissingHmacSecret.to_string())?;
+        crate::keys::load_hmac_secret(path).map_err(|error| error.to_string())?;
+    }
 
     let store = store::open(&args.store.options())
         .await
@@ -240,6 +247,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         signing_algorithm: args.signing_alg,
         hmac_secret_file: args.hs256_secret_file.clone(),
         clock_leeway: args.clock_leeway,
+        key_refresh: args.key_refresh,
         login: LoginSettings {
             body_limit: args.body_limit,
             store_timeout: args.store.store_timeout,

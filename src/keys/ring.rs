@@ -22,6 +22,9 @@ pub struct KeyRingSettings {
     pub token_ttl: u64,
     /// Clock skew allowed when checking `exp` and `nbf`, in seconds.
     pub leeway: u64,
+    /// Seconds between reloads from the store. A server may sign with a
+    /// replaced key for up to this long after the replacement.
+    pub refresh_interval: u64,
 }
 
 /// The keys in force at one moment.
@@ -147,8 +150,9 @@ impl KeyRing {
 }
 
 /// Loads the active key and every key still inside its verification window:
-/// not retired, or retired less than a token lifetime plus the leeway ago,
-/// so that every token the key signed has expired by the time it drops out.
+/// not retired, or retired less than a token lifetime plus the leeway plus
+/// one refresh interval ago, so that every token the key signed, on any
+/// server, has expired by the time it drops out.
 async fn load_set(
     store: &dyn SignalStore,
     settings: &KeyRingSettings,
@@ -174,7 +178,13 @@ async fn load_set(
         });
     }
 
-    let window = settings.token_ttl.saturating_add(settings.leeway) as i64;
+    // A server learns of a replacement up to one refresh interval late and
+    // signs with the old key until then, so its last tokens expire at most
+    // ttl + refresh interval after the replacement, plus the leeway.
+    let window = settings
+        .token_ttl
+        .saturating_add(settings.leeway)
+        .saturating_add(settings.refresh_interval) as i64;
     let mut verifying = HashMap::new();
     let mut active: Option<Arc<LoadedKey>> = None;
     for stored in store.list_signing_keys().await? {

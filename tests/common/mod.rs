@@ -199,6 +199,7 @@ pub fn test_settings(store_timeout: Duration) -> Settings {
         signing_algorithm: SigningAlgorithm::EdDsa,
         hmac_secret_file: None,
         clock_leeway: 30,
+        key_refresh: 10,
         login: LoginSettings {
             body_limit: TEST_BODY_LIMIT,
             store_timeout,
