@@ -9,6 +9,7 @@
 //! cannot lock its real clients out. Every map is capped at `max_entries`,
 //! so memory stays bounded when an attacker sprays addresses or ids.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -126,7 +127,11 @@ impl<K: Hash + Eq + Clone> Counters<K> {
 
     /// Returns the time left in `key`'s window when it has reached the limit.
     /// A limit of 0 turns the counter off.
-    fn throttled(&self, key: &K, now: Instant) -> Option<Duration> {
+    fn throttled<Q>(&self, key: &Q, now: Instant) -> Option<Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         if self.limit == 0 {
             return None;
         }
@@ -136,7 +141,13 @@ impl<K: Hash + Eq + Clone> Counters<K> {
         (window.count >= self.limit && now < ends).then(|| ends - now)
     }
 
-    fn record_failure(&self, key: &K, now: Instant) {
+    /// Counts a failure of `key`. Allocates an owned key only when the key
+    /// is new to the map.
+    fn record_failure<Q>(&self, key: &Q, now: Instant)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if self.limit == 0 {
             return;
         }
@@ -156,14 +167,15 @@ impl<K: Hash + Eq + Clone> Counters<K> {
             started: now,
             count: 1,
         };
-        let inserted = entries.insert(key.clone(), fresh, now, |window| {
+        let inserted = entries.insert(key.to_owned(), fresh, now, |window| {
             now < window.started + length
         });
         if !inserted {
             // Dropping the new key keeps memory bounded; its failures go
             // uncounted until old windows expire.
+            let max_entries = entries.max_entries;
             drop(entries);
-            self.warn_full(entries_max(&self.entries));
+            self.warn_full(max_entries);
         }
     }
 
@@ -181,10 +193,6 @@ impl<K: Hash + Eq + Clone> Counters<K> {
     fn len(&self) -> usize {
         lock(&self.entries).map.len()
     }
-}
-
-fn entries_max<K, V>(entries: &Mutex<Capped<K, V>>) -> usize {
-    lock(entries).max_entries
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -229,7 +237,7 @@ impl LoginLimiter {
         address: IpAddr,
         now: Instant,
     ) -> Result<(), Throttle> {
-        let Some(left) = self.signals.throttled(&signal_id.to_owned(), now) else {
+        let Some(left) = self.signals.throttled(signal_id, now) else {
             return Ok(());
         };
         let known = lock(&self.known_clients)
@@ -244,10 +252,15 @@ impl LoginLimiter {
 
     pub fn record_failure(&self, signal_id: &str, address: IpAddr, now: Instant) {
         self.addresses.record_failure(&address, now);
-        self.signals.record_failure(&signal_id.to_owned(), now);
+        self.signals.record_failure(signal_id, now);
     }
 
     pub fn record_success(&self, signal_id: &str, address: IpAddr, now: Instant) {
+        // Known clients matter only to the signal limit; with it off, a
+        // login stores nothing here.
+        if self.settings.per_signal == 0 {
+            return;
+        }
         let key = (signal_id.to_owned(), address);
         lock(&self.known_clients).insert(key, now, now, |since| now < *since + KNOWN_CLIENT_TTL);
     }

@@ -13,16 +13,7 @@ use std::time::Duration;
 
 use common::{RawRequest, TestServer};
 
-fn nexus_auth() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_nexus-auth"));
-    // Settings come from flags only, whatever the environment of the test run.
-    for (name, _) in std::env::vars() {
-        if name.starts_with("NEXUS_AUTH_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
+use common::nexus_auth;
 
 /// Runs `nexus-auth signals <args> --database-url <database>`.
 fn signals(database: &Path, args: &[&str]) -> Output {

@@ -23,16 +23,7 @@ use nexus_auth::store::{self, StoreOptions};
 /// Maximum wait for the server's start-up line and for its exit.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn nexus_auth() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_nexus-auth"));
-    // Settings come from flags only, whatever the environment of the test run.
-    for (name, _) in std::env::vars() {
-        if name.starts_with("NEXUS_AUTH_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
+use common::nexus_auth;
 
 /// Runs `nexus-auth signals <args> --database-url <database>`, writing
 /// `stdin` to its standard input. Panics unless it succeeds.

@@ -24,6 +24,19 @@ use nexus_auth::time::unix_now;
 
 pub use http::{RawRequest, RawResponse};
 
+/// Returns a command that runs the built `nexus-auth` binary with every
+/// `NEXUS_AUTH_*` variable removed, so settings come from flags only,
+/// whatever the environment of the test run.
+pub fn nexus_auth() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nexus-auth"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("NEXUS_AUTH_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// Signals that the fixtures log in with: (id, token, enabled).
 pub const FIXTURE_SIGNALS: &[(&str, &str, bool)] = &[
     (
