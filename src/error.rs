@@ -28,7 +28,8 @@ pub enum ApiError {
     },
     #[error("The signal id or token is not valid.")]
     InvalidCredentials,
-    /// A missing or unacceptable bearer token; the message says what to do.
+    /// A missing or unacceptable bearer token. The message names the
+    /// client's next step.
     #[error("{0}")]
     InvalidToken(&'static str),
     #[error("The method {method} is not allowed here; use {allow}.")]
@@ -182,7 +183,7 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        // These answer before the body is read, or while a client stalls
+        // These responses go out before the body is read, or while a client stalls
         // in the middle of it. Closing the connection frees it at once
         // instead of waiting for the rest of a body that may never come.
         // TODO: a stalled chunked body still keeps its connection open after
@@ -202,7 +203,7 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Answers 405 on a route that serves only GET.
+/// Returns 405 on a route that serves only GET.
 pub async fn method_not_allowed_get(request: actix_web::HttpRequest) -> HttpResponse {
     ApiError::MethodNotAllowed {
         method: request.method().to_string(),

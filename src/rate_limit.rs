@@ -75,8 +75,8 @@ struct Counters<K> {
 }
 
 /// A map of at most `max_entries` keys. When it is full, expired entries
-/// are swept out at most once per `sweep_interval`, so that a spray of new
-/// keys costs O(1) each instead of a full scan each.
+/// are swept out at most once per `sweep_interval`, so a spray of new keys
+/// causes a few full scans per window instead of one scan per key.
 struct Capped<K, V> {
     map: HashMap<K, V>,
     max_entries: usize,

@@ -40,7 +40,7 @@ pub struct ServerOptions {
     /// Serves HTTPS with this configuration instead of plain HTTP.
     pub tls: Option<rustls::ServerConfig>,
     /// Maximum time to receive a request's head (request line and headers)
-    /// before answering 408 and closing; actix-web's 5 s when `None`.
+    /// before responding with 408 and closing; actix-web's 5 s when `None`.
     pub header_timeout: Option<Duration>,
     /// Idle time after which a kept-alive connection is closed; zero turns
     /// keep-alive off, and `None` keeps actix-web's 5 s.
@@ -157,7 +157,7 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
         .map_or("other", |(_, label)| label)
 }
 
-/// Answers the contract's JSON 404 for a path with no route.
+/// Returns the contract's JSON 404 for a path with no route.
 pub async fn not_found() -> HttpResponse {
     ApiError::NotFound.error_response()
 }

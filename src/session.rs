@@ -158,10 +158,10 @@ async fn get_session(signal: AuthenticatedSignal) -> HttpResponse {
         })
 }
 
-/// Percent-encodes the bytes of `value` that a header value cannot carry
-/// unchanged (anything outside visible ASCII, including spaces, which HTTP
-/// strips at either end) and `%` itself, so that every signal id reaches
-/// the upstream behind a proxy as a distinct, non-empty value.
+/// Percent-encodes `%` and every byte outside visible ASCII, spaces
+/// included, because HTTP strips spaces at either end of a header value.
+/// Every signal id then reaches the upstream behind a proxy as a distinct,
+/// non-empty value.
 pub fn header_safe(value: &str) -> String {
     let mut encoded = String::with_capacity(value.len());
     for byte in value.bytes() {

@@ -1,11 +1,14 @@
 //! Token verification, following the JWT best practices of RFC 8725.
 //!
-//! The rules, in the order they apply: a token over `MAX_TOKEN_BYTES` is
-//! rejected before any parsing; the header must name a `kid` that the key
-//! ring still verifies with, and exactly that key's algorithm, so `none` and
-//! an HMAC check keyed with a public key cannot happen; the signature must
-//! match; `exp`, `iat`, `sub` and `iss` (and `aud` when configured) must be
-//! present; `exp` and `nbf` are checked with the configured leeway.
+//! The rules, in the order they apply:
+//! 1. A token over `MAX_TOKEN_BYTES` is rejected before any parsing.
+//! 2. The header must name a `kid` that the key ring still verifies with,
+//!    and exactly that key's algorithm. So a token with `none`, or with an
+//!    HMAC algorithm on an asymmetric key's `kid`, is rejected
+//!    (`bad_tokens_rejected` in `tests/tokens.rs`).
+//! 3. The signature must match.
+//! 4. `exp`, `iat`, `sub` and `iss` (and `aud` when configured) must be
+//!    present, and `exp` and `nbf` are checked with the configured leeway.
 
 use std::sync::Arc;
 

@@ -28,9 +28,9 @@ async fn health_and_readiness() {
 
     let mut post = RawRequest::get("/readyz");
     post.method = "POST".to_owned();
-    let refused = server.send(&post).await;
-    assert_eq!(refused.status, 405);
-    assert_eq!(refused.header("allow"), Some("GET"));
+    let rejected = server.send(&post).await;
+    assert_eq!(rejected.status, 405);
+    assert_eq!(rejected.header("allow"), Some("GET"));
 }
 
 #[actix_web::test]

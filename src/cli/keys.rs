@@ -1,8 +1,9 @@
 //! `nexus-auth keys ...`: list, rotate and retire the signing keys.
 //!
-//! A rotated or retired key stops signing at once but keeps verifying, and
-//! stays in the JWKS, until every token it signed has expired; servers drop
-//! it then by themselves. Servers pick up changes within `--key-refresh`.
+//! A rotated or retired key stops signing on each server at its next key
+//! reload, within `--key-refresh` seconds. It keeps verifying, and stays in
+//! the JWKS, until every token it signed has expired, and then servers drop
+//! it by themselves.
 
 use clap::Subcommand;
 

@@ -107,11 +107,12 @@ pub struct ServeArgs {
     #[arg(long, env = "NEXUS_AUTH_TRUST_PROXY_HEADERS")]
     pub trust_proxy_headers: bool,
 
-    /// Seconds to receive a request's line and headers before answering 408.
+    /// Seconds to receive a request's line and headers before responding
+    /// with 408.
     #[arg(long, env = "NEXUS_AUTH_HEADER_TIMEOUT", default_value = "5", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=300))]
     pub header_timeout: u64,
 
-    /// Seconds to receive a login body before answering 408.
+    /// Seconds to receive a login body before responding with 408.
     #[arg(long, env = "NEXUS_AUTH_BODY_TIMEOUT", default_value = "10", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=300))]
     pub body_timeout: u64,
 

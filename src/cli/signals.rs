@@ -89,7 +89,7 @@ fn parse_signal_id(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
-/// Longest grace period, in seconds (365 days). A previous token that stays
+/// Maximum grace period, in seconds (365 days). A previous token that stays
 /// valid longer is a second credential, not a migration aid.
 const MAX_GRACE_SECONDS: u64 = 365 * 24 * 3600;
 

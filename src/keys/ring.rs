@@ -67,7 +67,7 @@ pub struct KeyRing {
 impl KeyRing {
     /// Builds the ring at server start. With an asymmetric algorithm, a key
     /// of that algorithm is generated and made active when the store's
-    /// active key is missing or of another algorithm; the previous key then
+    /// active key is missing or of another algorithm. The previous key then
     /// keeps verifying through its window.
     pub async fn open(
         store: &dyn SignalStore,
@@ -149,10 +149,10 @@ impl KeyRing {
     }
 }
 
-/// Loads the active key and every key still inside its verification window:
-/// not retired, or retired less than a token lifetime plus the leeway plus
-/// one refresh interval ago, so that every token the key signed, on any
-/// server, has expired by the time it drops out.
+/// Loads the active key and every key still inside its verification window.
+/// A key is inside it until a token lifetime plus the leeway plus one
+/// refresh interval have passed since it was retired. By then every token
+/// it signed, on any server, has expired.
 async fn load_set(
     store: &dyn SignalStore,
     settings: &KeyRingSettings,

@@ -1,9 +1,9 @@
 //! Checks a signal token against the store's record of the signal.
 //!
-//! Unknown signal, wrong token and disabled signal get one response, and
-//! take the same work: the token is hashed and compared against
-//! two digests on every path, with a placeholder digest standing in for a
-//! signal or previous token that does not exist.
+//! Unknown signal, wrong token and disabled signal get one response and take
+//! the same work. On every path the token is hashed and compared against two
+//! digests, and a placeholder digest replaces a signal or previous
+//! token that does not exist.
 
 use crate::secret::SignalToken;
 use crate::signal_token::TokenDigest;

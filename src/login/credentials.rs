@@ -2,8 +2,8 @@
 //! validation step that turns it into `ValidCredentials`.
 //!
 //! Extractors record what the body contained, including what is wrong with
-//! it (a missing field, a field given twice, a non-string JSON value), and
-//! leave every judgement to `validate`, so that each format returns the same
+//! it: a missing field, a field given twice, a non-string JSON value. They
+//! leave every judgement to `validate`, so each format returns the same
 //! error for the same mistake.
 
 use crate::error::{ApiError, FieldProblem};

@@ -69,7 +69,7 @@ impl SqliteStore {
 
 /// Applies pending migrations. SQLite offers sqlx no migration lock, so two
 /// processes that start on a new file together can both try the first
-/// migration; the loser retries once the winner has recorded it.
+/// migration. The loser retries once the winner has recorded it.
 async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
     const ATTEMPTS: u32 = 5;
     let mut attempt = 1;
@@ -153,7 +153,7 @@ impl SignalStore for SqliteStore {
         // The query returns exactly one row whether or not the signal
         // exists, after one index probe: the signal, or placeholders of the
         // same shape. Reading and decoding it is then the same work on both
-        // paths, so an unknown id is not answered measurably faster.
+        // paths, so a login with an unknown id does not return measurably faster.
         let row = sqlx::query(
             "SELECT wanted.id AS id,
                     COALESCE(signals.token_digest, ?2) AS token_digest,

@@ -235,7 +235,7 @@ pub fn start_state(state: web::Data<AppState>) -> SocketAddr {
     start_state_with(state, ServerOptions::default())
 }
 
-/// Serves `state` with `options`, on two workers unless they say otherwise.
+/// Serves `state` with `options`, on two workers unless they set another count.
 pub fn start_state_with(state: web::Data<AppState>, mut options: ServerOptions) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();

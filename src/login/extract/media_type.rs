@@ -31,7 +31,7 @@ fn token(input: &str) -> (&str, &str) {
     input.split_at(end)
 }
 
-/// Parses a quoted string at the start of `input`; returns its value and
+/// Parses a quoted string at the start of `input`. Returns its value and
 /// the rest, or `None` when it is not closed or contains a control
 /// character.
 fn quoted_string(input: &str) -> Option<(String, &str)> {

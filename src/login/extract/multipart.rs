@@ -22,7 +22,8 @@ pub const FORMAT: BodyFormat = BodyFormat {
 /// leaves room for what form libraries add (a CSRF field, a submit button).
 const MAX_PARTS: usize = 16;
 
-/// Longest boundary that RFC 2046, section 5.1.1, allows.
+/// Maximum boundary length, in characters, that RFC 2046, section 5.1.1,
+/// allows.
 const MAX_BOUNDARY_CHARS: usize = 70;
 
 fn extract(
