@@ -77,22 +77,29 @@ pub enum FieldProblem {
     Repeated,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody<'a> {
+    /// Always `false`.
     success: bool,
     error: ErrorObject<'a>,
 }
 
-#[derive(Serialize)]
-struct ErrorObject<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorObject<'a> {
+    /// Machine-readable code, such as `invalid-credentials`.
+    #[schema(example = "invalid-credentials")]
     code: &'a str,
+    /// One sentence that a person can act on.
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     details: Option<ErrorDetails>,
 }
 
-#[derive(Serialize)]
-struct ErrorDetails {
+/// Machine-readable facts about the error.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetails {
+    /// The field that failed validation: `signalId` or `signalToken`.
     field: &'static str,
 }
 

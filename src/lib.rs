@@ -17,6 +17,7 @@
 //! - `rate_limit`, `client_address`: failed-login limits per address and
 //!   per signal.
 //! - `operations`, `metrics`: health, readiness and Prometheus metrics.
+//!   `openapi`: the OpenAPI document and the `/docs` page.
 //! - `app`: shared server state. `tls`: HTTPS certificates. `cli`: the
 //!   command line.
 
@@ -29,6 +30,7 @@ pub mod jwks;
 pub mod keys;
 pub mod login;
 pub mod metrics;
+pub mod openapi;
 pub mod operations;
 pub mod rate_limit;
 pub mod secret;

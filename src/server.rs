@@ -11,7 +11,7 @@ use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::{jwks, login, operations, session};
+use crate::{jwks, login, openapi, operations, session};
 
 /// Seconds that a graceful shutdown waits for requests in flight.
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 10;
@@ -30,7 +30,22 @@ pub fn configure_with_cors(config: &mut web::ServiceConfig, cors_origins: &[Stri
     session::configure(config, cors_origins);
     jwks::configure(config, cors_origins);
     operations::configure(config);
+    openapi::configure(config);
 }
+
+/// Path of every resource that `configure` registers, as the OpenAPI
+/// document names it (`{file}` stands for the Swagger UI files).
+pub const ROUTE_PATHS: [&str; 9] = [
+    login::PATH,
+    session::PATH,
+    jwks::PATH,
+    operations::HEALTHZ_PATH,
+    operations::READYZ_PATH,
+    operations::METRICS_PATH,
+    openapi::OPENAPI_PATH,
+    openapi::DOCS_PATH,
+    openapi::DOCS_FILES_DOCUMENTED_PATH,
+];
 
 /// Server settings beyond the routes and the shared state.
 #[derive(Debug, Default)]

@@ -123,28 +123,60 @@ fn reject(rejection: TokenRejection, signal_id: Option<&str>) -> ApiError {
     ApiError::InvalidToken(rejection.message())
 }
 
+/// Path of the route.
+pub const PATH: &str = "/auth/session";
+
 /// Registers `GET /auth/session`, with CORS for `cors_origins`; other
 /// methods get 405.
 pub fn configure(config: &mut web::ServiceConfig, cors_origins: &[String]) {
     config.service(
-        web::resource("/auth/session")
+        web::resource(PATH)
             .wrap(crate::cors::middleware(cors_origins))
             .route(web::get().to(get_session))
             .default_service(web::to(crate::error::method_not_allowed_get)),
     );
 }
 
-#[derive(Serialize)]
+/// The 200 body of `GET /auth/session`. Times are seconds since the Unix
+/// epoch.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct SessionResponse<'a> {
+pub(crate) struct SessionResponse<'a> {
     signal_id: &'a str,
     issued_at: i64,
     expires_at: i64,
+    /// Seconds from now until `expiresAt`, at least 0.
     expires_in: i64,
+    /// The token's unique id.
     jti: &'a str,
 }
 
-async fn get_session(signal: AuthenticatedSignal) -> HttpResponse {
+/// Checks a token and returns its signal, for services and reverse proxies
+/// (forward authentication) that do not verify tokens themselves.
+#[utoipa::path(
+    get,
+    path = "/auth/session",
+    tag = "tokens",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The token is valid.", body = SessionResponse,
+            headers(
+                ("X-Signal-Id" = String, description = "The signal id, with `%`, spaces \
+                    and bytes outside visible ASCII percent-encoded."),
+                ("Cache-Control" = String, description = "`no-store`"),
+            )),
+        (status = 401, description = "The token is missing, malformed, expired, wrongly \
+            signed or otherwise unacceptable, or its signal has been disabled or deleted.",
+            body = crate::error::ErrorBody,
+            headers(("WWW-Authenticate" = String,
+                description = "`Bearer error=\"invalid_token\"`"))),
+        (status = 405, description = "Any method but GET.", body = crate::error::ErrorBody,
+            headers(("Allow" = String, description = "`GET`"))),
+        (status = 503, description = "The signal store is unavailable.",
+            body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn get_session(signal: AuthenticatedSignal) -> HttpResponse {
     let claims = &signal.claims;
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))

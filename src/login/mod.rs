@@ -22,11 +22,14 @@ use crate::client_address::client_address;
 use crate::error::ApiError;
 use crate::time::unix_now;
 
+/// Path of the route.
+pub const PATH: &str = "/auth/login";
+
 /// Registers the login route, with CORS for `cors_origins`; other methods
 /// get 405 with `Allow: POST`.
 pub fn configure(config: &mut web::ServiceConfig, cors_origins: &[String]) {
     config.service(
-        web::resource("/auth/login")
+        web::resource(PATH)
             .wrap(crate::cors::middleware(cors_origins))
             .route(web::post().to(post_login))
             .route(web::method(Method::OPTIONS).to(options))
@@ -35,14 +38,19 @@ pub fn configure(config: &mut web::ServiceConfig, cors_origins: &[String]) {
 }
 
 /// The 200 body. Field names and types are fixed by the public API.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct LoginResponse<'a> {
+pub(crate) struct LoginResponse<'a> {
+    /// The signed JWT.
     token: &'a str,
     signal_id: &'a str,
+    /// The token's lifetime, in seconds.
     ttl: u64,
+    /// Seconds since the Unix epoch.
     issued_at: i64,
+    /// Seconds since the Unix epoch.
     expires_at: i64,
+    /// Seconds from now until `expiresAt`.
     expires_in: i64,
 }
 
@@ -54,7 +62,62 @@ struct Attempt {
     error_code: Option<&'static str>,
 }
 
-async fn post_login(
+/// Exchanges a signal id and token for a JWT.
+///
+/// The body carries `signalId` and `signalToken` in any of four media types.
+/// A missing `Content-Type` is read as `text/plain`, which takes either a
+/// JSON object or `key=value` pairs separated by `&` or line breaks.
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "login",
+    request_body(
+        description = "The signal id and token, in one of four media types.",
+        content(
+            (crate::openapi::LoginRequest = "application/json",
+                example = json!({"signalId": "demo", "signalToken": "<signal token>"})),
+            (crate::openapi::MultipartLoginRequest = "multipart/form-data"),
+            (crate::openapi::TextLoginBody = "text/plain",
+                example = json!("signalId=demo&signalToken=<signal token>")),
+            (crate::openapi::LoginRequest = "application/x-www-form-urlencoded"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The token was issued.", body = LoginResponse,
+            headers(
+                ("Cache-Control" = String, description = "`no-store`"),
+                ("Pragma" = String, description = "`no-cache`"),
+            )),
+        (status = 400, description = "The body cannot be parsed in its media type \
+            (`malformed-body`).", body = crate::error::ErrorBody),
+        (status = 401, description = "Unknown signal, wrong token or disabled signal, \
+            with one answer for all three (`invalid-credentials`).",
+            body = crate::error::ErrorBody),
+        (status = 405, description = "Any method but POST and OPTIONS.",
+            body = crate::error::ErrorBody,
+            headers(("Allow" = String, description = "`POST`"))),
+        (status = 408, description = "The body did not arrive within the body timeout.",
+            body = crate::error::ErrorBody),
+        (status = 413, description = "The body is over the limit (16 KiB by default).",
+            body = crate::error::ErrorBody),
+        (status = 415, description = "Another media type, or a `Content-Type` that cannot \
+            be parsed.", body = crate::error::ErrorBody,
+            headers(("Accept-Post" = String, description = "The accepted media types."))),
+        (status = 422, description = "A field is missing, empty, not a string, over 256 \
+            characters or given twice; `details.field` names it.",
+            body = crate::error::ErrorBody),
+        (status = 429, description = "Too many failed logins from this address or for this \
+            signal.", body = crate::error::ErrorBody,
+            headers(
+                ("Retry-After" = u64, description = "Seconds until the limit resets."),
+                ("RateLimit-Policy" = String, description = "The limit that was reached."),
+                ("RateLimit" = String, description = "Quota left and seconds to reset."),
+            )),
+        (status = 503, description = "The signal store is unavailable; nothing was issued.",
+            body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn post_login(
     request: HttpRequest,
     mut payload: web::Payload,
     state: web::Data<AppState>,
