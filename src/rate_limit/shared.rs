@@ -378,6 +378,9 @@ impl Inner {
                 "timeout",
                 format!("timed out after {:?}", self.redis.timeout),
             ),
+            // The client's own connection and response timeouts end in an
+            // I/O error of kind TimedOut.
+            Failure::Error(error) if error.is_timeout() => ("timeout", error.to_string()),
             Failure::Error(error) => ("error", error.to_string()),
         };
         self.metrics.errors.with_label_values(&[kind]).inc();
@@ -466,4 +469,94 @@ fn due(last: &Mutex<Option<Instant>>) -> bool {
     }
     *last = Some(now);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::rate_limit::LoginLimiter;
+
+    fn limiter_for(url: &str, metrics: &Metrics) -> LoginLimiter {
+        let settings = RateLimitSettings {
+            per_address: 2,
+            per_signal: 2,
+            redis: Some(RedisSettings {
+                client: Client::open(url).unwrap(),
+                key_prefix: "nexus-auth-unit:".to_owned(),
+                timeout: Duration::from_millis(100),
+            }),
+            ..RateLimitSettings::default()
+        };
+        LoginLimiter::new(settings, metrics.redis())
+    }
+
+    #[test]
+    fn keys_hide_signal_ids() {
+        let metrics = Metrics::new();
+        let limiter = limiter_for("redis://127.0.0.1:1", &metrics);
+        let inner = &limiter.shared.as_ref().unwrap().inner;
+        let address = IpAddr::from([192, 0, 2, 7]);
+        let token_like_id = "sgt_FixtureToken0123456789abcdefghijklmnop";
+
+        let signal_key = inner.signal_key(token_like_id);
+        assert!(!signal_key.contains("sgt_"), "{signal_key}");
+        assert_eq!(signal_key.len(), inner.signal_key(&"x".repeat(256)).len());
+        let known_key = inner.known_client_key(token_like_id, address);
+        assert!(!known_key.contains("sgt_"), "{known_key}");
+        assert_ne!(
+            known_key,
+            inner.known_client_key(token_like_id, IpAddr::from([192, 0, 2, 8])),
+            "another address"
+        );
+        assert_eq!(inner.address_key(address), "nexus-auth-unit:addr:192.0.2.7");
+        // Length prefixes keep ("ab", "c") and ("a", "bc") apart.
+        assert_ne!(hash_hex(&[b"ab", b"c"]), hash_hex(&[b"a", b"bc"]));
+    }
+
+    #[tokio::test]
+    async fn silent_redis_falls_back_to_memory() {
+        // A server that accepts connections and never replies, like a Redis
+        // host that hangs.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut sockets = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                sockets.push(socket);
+            }
+        });
+        let metrics = Metrics::new();
+        let limiter = limiter_for(&url, &metrics);
+        let address = IpAddr::from([192, 0, 2, 9]);
+
+        let started = Instant::now();
+        limiter.connect().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "connect took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(metrics.rate_limit_shared.get(), 0);
+        assert!(metrics.redis_errors.with_label_values(&["timeout"]).get() >= 1);
+
+        let started = Instant::now();
+        let now = Instant::now();
+        for _ in 0..2 {
+            assert!(limiter.check_address(address, now).await.is_ok());
+            limiter.record_failure("sensor", address, now).await;
+        }
+        let throttled = limiter.check_address(address, now).await;
+        assert_eq!(
+            throttled.map_err(|throttle| throttle.policy),
+            Err(ADDRESS_POLICY),
+            "the in-memory counters apply"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "logins waited {:?} for a connection",
+            started.elapsed()
+        );
+        held.abort();
+    }
 }
