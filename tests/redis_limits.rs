@@ -489,3 +489,24 @@ async fn redis_outage_falls_back_per_instance() {
     drop(instances);
     delete_keys(&url, &prefix).await;
 }
+
+#[test]
+fn invalid_redis_url_hides_password() {
+    let folder = tempfile::tempdir().unwrap();
+    let output = nexus_auth()
+        .args(["serve", "--bind", "127.0.0.1:0", "--redis-url"])
+        .arg("redis://:hunter2-secret@redis.invalid:no-port")
+        .current_dir(folder.path())
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("--redis-url"), "{stderr}");
+    assert!(stderr.contains("NEXUS_AUTH_REDIS_URL"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(
+        !folder.path().join("nexus-auth.db").exists(),
+        "the store was created before the URL was checked"
+    );
+}
