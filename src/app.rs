@@ -77,12 +77,15 @@ impl AppState {
                 leeway: settings.clock_leeway,
             },
         );
+        let metrics = Metrics::new();
+        let limiter = LoginLimiter::new(settings.login.rate_limit.clone(), metrics.redis());
+        limiter.connect().await;
         Ok(AppState {
             store,
             signer: Signer::new(ring, settings.token),
             verifier,
-            limiter: LoginLimiter::new(settings.login.rate_limit.clone()),
-            metrics: Metrics::new(),
+            limiter,
+            metrics,
             login: settings.login,
             cors_origins: settings.cors_origins,
         })

@@ -1,14 +1,16 @@
 //! Prometheus metrics: login outcomes, request latency, store errors, rate
-//! limiting and the active signing key.
+//! limiting, Redis errors and the active signing key.
 //!
 //! Labels never carry a signal id, a token or a client address: their
 //! values come from small fixed sets (outcomes, body formats, route
 //! patterns), so the number of series stays bounded whatever clients send.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+use crate::rate_limit::RedisMetrics;
 
 /// Upper bounds of the latency buckets, in seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -26,6 +28,10 @@ pub struct Metrics {
     pub store_errors: IntCounter,
     /// Requests rejected with 429, by `policy`.
     pub rate_limited: IntCounterVec,
+    /// Failed or timed-out Redis calls of the rate limiter, by `kind`.
+    pub redis_errors: IntCounterVec,
+    /// 1 while the rate-limit counters are shared through Redis.
+    pub rate_limit_shared: IntGauge,
     /// 1 for the key that signs new tokens, by `kid` and `alg`.
     signing_key: IntGaugeVec,
 }
@@ -62,6 +68,24 @@ impl Metrics {
             &["policy"],
         )
         .expect("valid metric");
+        let redis_errors = IntCounterVec::new(
+            Opts::new(
+                "nexus_auth_redis_errors_total",
+                "Rate-limit calls to Redis that failed (kind error) or timed out (kind timeout).",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        // Both series exist from the start, so that a rate over them works
+        // before the first error.
+        for kind in ["error", "timeout"] {
+            redis_errors.with_label_values(&[kind]);
+        }
+        let rate_limit_shared = IntGauge::new(
+            "nexus_auth_rate_limit_shared",
+            "1 while failed-login counters are shared through Redis, 0 while this instance counts alone.",
+        )
+        .expect("valid metric");
         let signing_key = IntGaugeVec::new(
             Opts::new(
                 "nexus_auth_signing_key_info",
@@ -77,6 +101,8 @@ impl Metrics {
             Box::new(request_duration.clone()),
             Box::new(store_errors.clone()),
             Box::new(rate_limited.clone()),
+            Box::new(redis_errors.clone()),
+            Box::new(rate_limit_shared.clone()),
             Box::new(signing_key.clone()),
         ] {
             registry
@@ -89,7 +115,17 @@ impl Metrics {
             request_duration,
             store_errors,
             rate_limited,
+            redis_errors,
+            rate_limit_shared,
             signing_key,
+        }
+    }
+
+    /// Returns the metrics that the rate limiter's Redis backend updates.
+    pub fn redis(&self) -> RedisMetrics {
+        RedisMetrics {
+            errors: self.redis_errors.clone(),
+            shared: self.rate_limit_shared.clone(),
         }
     }
 

@@ -49,6 +49,11 @@ secret_type!(
 );
 
 secret_type!(
+    /// A Redis URL, which may carry a password.
+    RedisUrl(String)
+);
+
+secret_type!(
     /// Private key material, such as a PKCS#8 DER signing key.
     KeyMaterial(Vec<u8>)
 );

@@ -11,7 +11,8 @@ use clap::Args;
 use super::StoreArgs;
 use crate::app::{AppState, LoginSettings, Settings};
 use crate::keys::SigningAlgorithm;
-use crate::rate_limit::RateLimitSettings;
+use crate::rate_limit::{RateLimitSettings, RedisSettings};
+use crate::secret::RedisUrl;
 use crate::server::ServerOptions;
 use crate::signer::TokenSettings;
 use crate::store::{self, SignalStore, StoreError};
@@ -100,6 +101,22 @@ pub struct ServeArgs {
     /// Length of the failed-login window, in seconds.
     #[arg(long, env = "NEXUS_AUTH_RATE_LIMIT_WINDOW", default_value = "60", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub rate_limit_window: u64,
+
+    /// Redis server that shares the failed-login counters between instances,
+    /// such as redis://127.0.0.1:6379 or redis://:PASSWORD@host:6379/0;
+    /// each instance counts on its own without it.
+    #[arg(long, env = "NEXUS_AUTH_REDIS_URL", value_name = "URL", value_parser = read_redis_url)]
+    pub redis_url: Option<RedisUrl>,
+
+    /// Prefix of the Redis keys, so that several deployments can share one
+    /// Redis server.
+    #[arg(long, env = "NEXUS_AUTH_REDIS_KEY_PREFIX", default_value = "nexus-auth:", value_name = "PREFIX", value_parser = parse_claim)]
+    pub redis_key_prefix: String,
+
+    /// Maximum wait for one Redis call, in seconds; past it, a login uses
+    /// this instance's own counters.
+    #[arg(long, env = "NEXUS_AUTH_REDIS_TIMEOUT", default_value = "0.25", value_name = "SECONDS", value_parser = parse_redis_timeout)]
+    pub redis_timeout: Duration,
 
     /// Count failed logins against the client address that a reverse proxy
     /// reports in Forwarded or X-Forwarded-For (the last entry), not the
@@ -190,6 +207,40 @@ fn parse_claim(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
+/// Wraps the URL unchecked: clap repeats a rejected value in its message,
+/// which would print a password, so `redis_settings` checks it instead.
+fn read_redis_url(value: &str) -> Result<RedisUrl, String> {
+    Ok(RedisUrl::new(value))
+}
+
+/// Builds the Redis settings from `--redis-url` and its companions. The
+/// error never repeats the URL, which may carry a password.
+fn redis_settings(args: &ServeArgs) -> Result<Option<RedisSettings>, String> {
+    let Some(url) = &args.redis_url else {
+        return Ok(None);
+    };
+    let client = redis::Client::open(url.expose().as_str()).map_err(|error| {
+        format!(
+            "invalid value for --redis-url (NEXUS_AUTH_REDIS_URL): {error}; expected a URL such as redis://127.0.0.1:6379 or redis://:PASSWORD@host:6379/0"
+        )
+    })?;
+    Ok(Some(RedisSettings {
+        client,
+        key_prefix: args.redis_key_prefix.clone(),
+        timeout: args.redis_timeout,
+    }))
+}
+
+fn parse_redis_timeout(value: &str) -> Result<Duration, String> {
+    let seconds: f64 = value
+        .parse()
+        .map_err(|_| "expected a number of seconds, such as 0.25 or 1".to_owned())?;
+    if !(0.01..=10.0).contains(&seconds) {
+        return Err("expected from 0.01 to 10 seconds".to_owned());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
 fn parse_body_limit(value: &str) -> Result<usize, String> {
     let invalid = || "expected a size from 1KiB to 1MiB, such as 16384, 16KiB or 1MiB".to_owned();
     let (number, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
@@ -214,8 +265,8 @@ fn parse_body_limit(value: &str) -> Result<usize, String> {
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
-    // Certificate and HS256 secret problems are found before the store is
-    // touched, so that a typo in a path changes nothing.
+    // Certificate, HS256 secret and Redis URL problems are found before the
+    // store is touched, so that a typo changes nothing.
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             Some(tls::load_server_config(cert, key).map_err(|error| error.to_string())?)
@@ -230,6 +281,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             .ok_or_else(|| crate::keys::KeyError::MissingHmacSecret.to_string())?;
         crate::keys::load_hmac_secret(path).map_err(|error| error.to_string())?;
     }
+
+    let redis = redis_settings(&args)?;
 
     let store = store::open(&args.store.options())
         .await
@@ -257,6 +310,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
                 per_address: args.rate_limit_per_address,
                 per_signal: args.rate_limit_per_signal,
                 window: Duration::from_secs(args.rate_limit_window),
+                redis,
                 ..RateLimitSettings::default()
             },
             trust_proxy_headers: args.trust_proxy_headers,

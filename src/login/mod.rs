@@ -176,6 +176,7 @@ async fn login(
     state
         .limiter
         .check_address(address, Instant::now())
+        .await
         .map_err(ApiError::TooManyRequests)?;
 
     let headers = request.headers();
@@ -192,6 +193,7 @@ async fn login(
     state
         .limiter
         .check_signal(&credentials.signal_id, address, Instant::now())
+        .await
         .map_err(ApiError::TooManyRequests)?;
 
     let record = state.find_signal(&credentials.signal_id).await?;
@@ -202,7 +204,8 @@ async fn login(
     {
         state
             .limiter
-            .record_failure(&credentials.signal_id, address, Instant::now());
+            .record_failure(&credentials.signal_id, address, Instant::now())
+            .await;
         attempt.rejection = Some(rejection.reason());
         // Log the id of a known signal only: an unknown "id" may be a token
         // pasted into the wrong field.
@@ -213,7 +216,8 @@ async fn login(
     }
     state
         .limiter
-        .record_success(&credentials.signal_id, address, Instant::now());
+        .record_success(&credentials.signal_id, address, Instant::now())
+        .await;
     attempt.signal_id = Some(credentials.signal_id.clone());
 
     let issued = state

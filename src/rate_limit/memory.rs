@@ -1,13 +1,10 @@
-//! Limits on failed logins, per client address and per signal id.
+//! In-memory failed-login counters: the only counters without Redis, and
+//! each instance's own counters while Redis cannot be reached.
 //!
 //! Counters use fixed windows: the first failure of a key opens a window of
 //! `window` length, and the key is throttled once its count reaches the
-//! limit, until the window ends. Only 401s count, so honest clients never
-//! spend the budget. A throttled signal is slowed, not locked: addresses
-//! that logged in to it successfully in the last `KNOWN_CLIENT_TTL` keep
-//! logging in while strangers get 429, so an attacker with a signal id
-//! cannot lock its real clients out. Every map is capped at `max_entries`,
-//! so memory stays bounded when an attacker sprays addresses or ids.
+//! limit, until the window ends. Every map is capped at `max_entries`, so
+//! memory stays bounded when an attacker sprays addresses or ids.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -16,50 +13,12 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How long a successful login keeps its address exempt from its signal's
-/// throttle.
-const KNOWN_CLIENT_TTL: Duration = Duration::from_secs(3600);
+use super::{
+    lock, throttle, RateLimitSettings, Throttle, ADDRESS_POLICY, KNOWN_CLIENT_TTL, SIGNAL_POLICY,
+};
 
 /// Seconds between two warnings that a map is full.
 const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(60);
-
-#[derive(Debug, Clone)]
-pub struct RateLimitSettings {
-    /// Failed logins allowed from one client address per window; 0 turns
-    /// the limit off.
-    pub per_address: u32,
-    /// Failed logins allowed against one signal id, from all addresses, per
-    /// window; 0 turns the limit off.
-    pub per_signal: u32,
-    pub window: Duration,
-    /// Maximum number of keys that each map tracks at once.
-    pub max_entries: usize,
-}
-
-impl Default for RateLimitSettings {
-    fn default() -> Self {
-        Self {
-            per_address: 20,
-            per_signal: 60,
-            window: Duration::from_secs(60),
-            max_entries: 100_000,
-        }
-    }
-}
-
-/// The limit a client reached, for the 429 and its headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Throttle {
-    /// Policy name, as the RateLimit header fields show it.
-    pub policy: &'static str,
-    pub quota: u32,
-    pub window_seconds: u64,
-    /// Seconds until the window ends, at least 1.
-    pub retry_after: u64,
-}
-
-pub const ADDRESS_POLICY: &str = "failed-logins-per-address";
-pub const SIGNAL_POLICY: &str = "failed-logins-per-signal";
 
 struct Window {
     started: Instant,
@@ -195,15 +154,7 @@ impl<K: Hash + Eq + Clone> Counters<K> {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding the lock leaves only counters behind, which
-    // are safe to keep using.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-pub struct LoginLimiter {
+pub struct MemoryLimiter {
     settings: RateLimitSettings,
     addresses: Counters<IpAddr>,
     signals: Counters<String>,
@@ -211,7 +162,7 @@ pub struct LoginLimiter {
     known_clients: Mutex<Capped<(String, IpAddr), Instant>>,
 }
 
-impl LoginLimiter {
+impl MemoryLimiter {
     pub fn new(settings: RateLimitSettings) -> Self {
         Self {
             addresses: Counters::new(settings.per_address, settings.window, settings.max_entries),
@@ -224,7 +175,7 @@ impl LoginLimiter {
     /// Checks the address limit, which applies before the body is read.
     pub fn check_address(&self, address: IpAddr, now: Instant) -> Result<(), Throttle> {
         match self.addresses.throttled(&address, now) {
-            Some(left) => Err(self.throttle(ADDRESS_POLICY, self.settings.per_address, left)),
+            Some(left) => Err(throttle(&self.settings, ADDRESS_POLICY, left)),
             None => Ok(()),
         }
     }
@@ -247,7 +198,7 @@ impl LoginLimiter {
         if known {
             return Ok(());
         }
-        Err(self.throttle(SIGNAL_POLICY, self.settings.per_signal, left))
+        Err(throttle(&self.settings, SIGNAL_POLICY, left))
     }
 
     pub fn record_failure(&self, signal_id: &str, address: IpAddr, now: Instant) {
@@ -273,27 +224,19 @@ impl LoginLimiter {
             lock(&self.known_clients).map.len(),
         )
     }
-
-    fn throttle(&self, policy: &'static str, quota: u32, left: Duration) -> Throttle {
-        Throttle {
-            policy,
-            quota,
-            window_seconds: self.settings.window.as_secs(),
-            retry_after: left.as_secs_f64().ceil().max(1.0) as u64,
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn limiter(per_address: u32, per_signal: u32, max_entries: usize) -> LoginLimiter {
-        LoginLimiter::new(RateLimitSettings {
+    fn limiter(per_address: u32, per_signal: u32, max_entries: usize) -> MemoryLimiter {
+        MemoryLimiter::new(RateLimitSettings {
             per_address,
             per_signal,
             window: Duration::from_secs(60),
             max_entries,
+            ..RateLimitSettings::default()
         })
     }
 
