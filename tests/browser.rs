@@ -1,5 +1,5 @@
-//! Browser tests in headless Chromium: the `/docs` page sends a login and
-//! shows its 200, and a page on another loopback origin logs in through
+//! Browser tests in headless Chromium: the `/docs` page sends a login in
+//! each of the four body formats and shows its 200, and a page on another loopback origin logs in through
 //! CORS, or is blocked when its origin is not allowed.
 //!
 //! They need Debian's `chromium` (`.ci/run` installs it). Without it they
@@ -109,34 +109,90 @@ async fn login_count(address: SocketAddr, outcome: &str, format: &str) -> u64 {
         .map_or(0, |count| count.trim().parse().unwrap())
 }
 
-/// Script of the docs test: fills the JSON login of the expanded
-/// operation, presses Execute, and waits for the response status.
-/// React owns the textarea's value, so the value goes through the native
-/// setter and an input event, as typing would.
-const FILL_JSON_LOGIN: &str = r#"
-(() => {
+/// Defines `sendLogin(mediaType, signalId, signalToken)` on the docs page:
+/// it picks the media type of the expanded login operation, fills in the
+/// fields the way that media type shows them, presses Execute, and returns
+/// the status the page shows. React owns the fields' values, so each value
+/// goes through the native setter and an event, as typing would.
+const SEND_LOGIN_SCRIPT: &str = r#"
+window.sendLogin = async (mediaType, signalId, signalToken) => {
+  const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
+  const setValue = (element, value, event) => {
+    const prototype = Object.getPrototypeOf(element);
+    Object.getOwnPropertyDescriptor(prototype, 'value').set.call(element, value);
+    element.dispatchEvent(new Event(event, {bubbles: true}));
+  };
   const operation = document.querySelector('#operations-login-post_login');
-  const body = operation.querySelector('textarea.body-param__text');
-  const setter = Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, 'value').set;
-  setter.call(body, JSON.stringify({signalId: SIGNAL_ID, signalToken: SIGNAL_TOKEN}));
-  body.dispatchEvent(new Event('input', {bubbles: true}));
+  const clear = operation.querySelector('button.btn-clear');
+  if (clear) {
+    clear.click();
+    await sleep(200);
+  }
+  const select = operation.querySelector('.opblock-section-request-body select');
+  if (select.value !== mediaType) {
+    setValue(select, mediaType, 'change');
+    await sleep(300);
+  }
+  if (mediaType === 'application/json') {
+    const body = operation.querySelector('textarea.body-param__text');
+    setValue(body, JSON.stringify({signalId, signalToken}), 'input');
+  } else if (mediaType === 'text/plain') {
+    const body = operation.querySelector('textarea.body-param__text');
+    const pairs = 'signalId=' + encodeURIComponent(signalId)
+      + '&signalToken=' + encodeURIComponent(signalToken);
+    setValue(body, pairs, 'input');
+  } else {
+    // Swagger UI fills the form fields with example values after a media
+    // type change, sometimes after this script's first write, so the
+    // fields are written until they keep the values.
+    const fields = [['signalId', signalId], ['signalToken', signalToken]];
+    const input = name => operation.querySelector(`tr[data-property-name="${name}"] input`);
+    for (let attempt = 0; attempt < 50; attempt++) {
+      if (fields.every(([name, value]) => input(name) && input(name).value === value)) {
+        break;
+      }
+      for (const [name, value] of fields) {
+        if (input(name)) {
+          setValue(input(name), value, 'input');
+        }
+      }
+      await sleep(200);
+    }
+  }
+  // Swagger UI's form fields pass their value on after a debounce delay.
+  await sleep(1000);
   operation.querySelector('button.execute').click();
-  return 'sent';
-})()
+  for (let attempt = 0; attempt < 300; attempt++) {
+    const status = operation.querySelector('.live-responses-table tbody .response-col_status');
+    if (status) {
+      return status.textContent.trim();
+    }
+    await sleep(100);
+  }
+  return 'no response shown';
+};
+'ready'
 "#;
 
+/// Body formats of the docs page's login, with their metrics label.
+const PAGE_FORMATS: [(&str, &str); 4] = [
+    ("application/json", "json"),
+    ("text/plain", "text"),
+    ("application/x-www-form-urlencoded", "form"),
+    ("multipart/form-data", "multipart"),
+];
+
 #[actix_web::test]
-async fn docs_page_sends_json_login() {
+async fn docs_page_sends_every_format() {
     let server = TestServer::start().await;
     let address = server.address;
-    let issued_before = login_count(address, "issued", "json").await;
 
     let profile = tempfile::tempdir().unwrap();
     let screenshot = artifact_path("docs-json-login.png");
-    let page_status = tokio::task::spawn_blocking({
+    let page_statuses = tokio::task::spawn_blocking({
         let profile = profile.path().to_path_buf();
         let screenshot = screenshot.clone();
-        move || -> Option<String> {
+        move || -> Option<Vec<String>> {
             let browser = launch_chromium(&profile)?;
             let tab = browser.new_tab().unwrap();
             tab.set_default_timeout(PAGE_TIMEOUT);
@@ -150,18 +206,21 @@ async fn docs_page_sends_json_login() {
                 &tab,
                 "!!document.querySelector('#operations-login-post_login textarea.body-param__text')",
             );
-            let script = FILL_JSON_LOGIN
-                .replace("SIGNAL_ID", &format!("{SIGNAL_ID:?}"))
-                .replace("SIGNAL_TOKEN", &format!("{SIGNAL_TOKEN:?}"));
-            assert_eq!(evaluate(&tab, &script), "sent");
-            wait_until(
-                &tab,
-                "!!document.querySelector('#operations-login-post_login .live-responses-table tbody .response-col_status')",
-            );
-            let status = evaluate(
-                &tab,
-                "document.querySelector('#operations-login-post_login .live-responses-table tbody .response-col_status').textContent.trim()",
-            );
+            assert_eq!(evaluate(&tab, SEND_LOGIN_SCRIPT), "ready");
+
+            let mut statuses = Vec::new();
+            for (media_type, _) in PAGE_FORMATS {
+                let call =
+                    format!("sendLogin({media_type:?}, {SIGNAL_ID:?}, {SIGNAL_TOKEN:?})");
+                statuses.push(evaluate(&tab, &call));
+                if media_type == "application/json" {
+                    let png = tab
+                        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+                        .unwrap();
+                    std::fs::write(&screenshot, png).unwrap();
+                }
+            }
+
             // Every file, script and request of the page went to this
             // server: the page works with no internet access.
             let resources = evaluate(
@@ -176,25 +235,23 @@ async fn docs_page_sends_json_login() {
                     "the page loaded {url} from another host"
                 );
             }
-            let png = tab
-                .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
-                .unwrap();
-            std::fs::write(&screenshot, png).unwrap();
-            Some(status)
+            Some(statuses)
         }
     })
     .await
     .unwrap();
-    let Some(page_status) = page_status else {
+    let Some(page_statuses) = page_statuses else {
         return;
     };
 
-    assert_eq!(page_status, "200", "the page shows status {page_status}");
-    assert_eq!(
-        login_count(address, "issued", "json").await,
-        issued_before + 1,
-        "the server issued no token for the page's login"
-    );
+    for ((media_type, label), status) in PAGE_FORMATS.iter().zip(&page_statuses) {
+        assert_eq!(status, "200", "the page shows {status} for {media_type}");
+        assert_eq!(
+            login_count(address, "issued", label).await,
+            1,
+            "the server issued no token for the page's {media_type} login"
+        );
+    }
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
 }
 
