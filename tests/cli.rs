@@ -263,6 +263,61 @@ fn bad_setting_names_flag_and_variable() {
     }
 }
 
+#[test]
+fn bad_cors_origin_rejected_before_start() {
+    let folder = tempfile::tempdir().unwrap();
+    for origin in [
+        "http://a\"b",
+        "http://[::1",
+        "http://exa%mple",
+        "https://app.example.com:99999",
+        "https://app.example.com/path",
+        "app.example.com",
+    ] {
+        let output = nexus_auth()
+            .args(["serve", "--bind", "127.0.0.1:0", "--cors-origin", origin])
+            .current_dir(folder.path())
+            .output()
+            .unwrap();
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{origin}: {message}");
+        assert!(message.contains("--cors-origin"), "{origin}: {message}");
+        assert!(
+            message.contains("NEXUS_AUTH_CORS_ORIGINS"),
+            "{origin}: {message}"
+        );
+    }
+    assert!(
+        !folder.path().join("nexus-auth.db").exists(),
+        "the store was created"
+    );
+}
+
+#[test]
+fn taken_port_leaves_store_untouched() {
+    let folder = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+
+    let output = nexus_auth()
+        .args(["serve", "--bind", &address])
+        .current_dir(folder.path())
+        .output()
+        .unwrap();
+
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(message.contains("cannot listen on"), "{message}");
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("signalToken"),
+        "a demo token was printed"
+    );
+    assert!(
+        !folder.path().join("nexus-auth.db").exists(),
+        "the store was created"
+    );
+}
+
 /// Reads lines of a child's stream on a thread, so that a test can wait
 /// for a line with a deadline.
 fn line_reader(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {

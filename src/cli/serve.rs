@@ -185,17 +185,27 @@ fn parse_token_ttl(value: &str) -> Result<u64, String> {
 /// Accepts `*` or an origin: a scheme, `://` and a host with an optional
 /// port, without a path, as browsers send it in `Origin`.
 fn parse_origin(value: &str) -> Result<String, String> {
-    let valid = value == "*"
-        || value.split_once("://").is_some_and(|(scheme, host)| {
-            !scheme.is_empty()
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-                && !host.is_empty()
-                && !host.contains(['/', '?', '#', ' '])
-        });
+    const EXPECTED: &str =
+        "expected * or an origin such as https://app.example.com or http://127.0.0.1:3000, without a path";
+    if value == "*" {
+        return Ok(value.to_owned());
+    }
+    // actix-cors parses each origin as a URI only when the workers start,
+    // and a value it rejects there stops every worker.
+    let uri: actix_web::http::Uri = value.parse().map_err(|_| EXPECTED.to_owned())?;
+    let authority = uri.authority().ok_or_else(|| EXPECTED.to_owned())?;
+    let port = &authority.as_str()[authority.host().len()..];
+    let port_is_valid = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|number| number.parse::<u16>().is_ok());
+    let valid = uri.scheme().is_some()
+        && !authority.host().is_empty()
+        && port_is_valid
+        && value.ends_with(authority.as_str())
+        && !value.contains(['?', '#', ' ', '@']);
     if !valid {
-        return Err("expected * or an origin such as https://app.example.com or http://127.0.0.1:3000, without a path".to_owned());
+        return Err(EXPECTED.to_owned());
     }
     Ok(value.to_owned())
 }
@@ -265,8 +275,8 @@ fn parse_body_limit(value: &str) -> Result<usize, String> {
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
-    // Certificate, HS256 secret and Redis URL problems are found before the
-    // store is touched, so that a typo changes nothing.
+    // Certificate, HS256 secret, Redis URL and listen address problems are
+    // found before the store is touched, so that a typo changes nothing.
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             Some(tls::load_server_config(cert, key).map_err(|error| error.to_string())?)
@@ -283,6 +293,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     }
 
     let redis = redis_settings(&args)?;
+    let listener = TcpListener::bind(args.bind).map_err(|error| {
+        format!(
+            "cannot listen on {}: {error}; choose another address with --bind (NEXUS_AUTH_BIND)",
+            args.bind
+        )
+    })?;
 
     let store = store::open(&args.store.options())
         .await
@@ -324,12 +340,6 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     ring.clone()
         .refresh_every(store.clone(), Duration::from_secs(args.key_refresh));
 
-    let listener = TcpListener::bind(args.bind).map_err(|error| {
-        format!(
-            "cannot listen on {}: {error}; choose another address with --bind (NEXUS_AUTH_BIND)",
-            args.bind
-        )
-    })?;
     let state = web::Data::new(state);
     let options = ServerOptions {
         workers: args.workers.map(usize::from),
