@@ -30,7 +30,12 @@ fn parse(text: &str) -> Result<Credentials, ApiError> {
 
     // A pair body cannot start with `{` unless a key does, which no client
     // of this endpoint sends, so the first character decides the syntax.
-    if text.trim_start().starts_with('{') {
+    // Only JSON's own white space may come before it: JSON parsers reject
+    // other Unicode spaces, such as U+00A0.
+    if text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
         return json::parse_object(text);
     }
 
