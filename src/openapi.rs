@@ -41,6 +41,7 @@ pub const BEARER_SCHEME: &str = "bearer";
     ),
     paths(
         crate::login::post_login,
+        crate::login::options,
         crate::session::get_session,
         crate::jwks::get_jwks,
         crate::operations::healthz,

@@ -116,6 +116,11 @@ async fn documented_operations_answer_documented_statuses() {
                     ),
                 ),
                 "get" => RawRequest::get(&concrete_path),
+                "options" => {
+                    let mut request = RawRequest::get(&concrete_path);
+                    request.method = "OPTIONS".to_owned();
+                    request
+                }
                 other => panic!("{path}: no request written for method {other}"),
             };
             if operation.get("security").is_some() {

@@ -260,7 +260,22 @@ fn log_attempt(attempt: &Attempt, status: u16, started: Instant) {
     }
 }
 
-async fn options() -> HttpResponse {
+/// Lists the methods of the login route. With `--cors-origin`, a CORS
+/// preflight from an allowed origin is answered by the CORS middleware
+/// instead, with its `Access-Control-Allow-*` headers.
+#[utoipa::path(
+    options,
+    path = "/auth/login",
+    tag = "login",
+    responses(
+        (status = 200, description = "A CORS preflight from an allowed origin."),
+        (status = 204, description = "The methods of this route.",
+            headers(("Allow" = String, description = "`POST, OPTIONS`"))),
+        (status = 400, description = "A CORS preflight from an origin that is not allowed, \
+            or for a method or header that is not allowed."),
+    )
+)]
+pub(crate) async fn options() -> HttpResponse {
     HttpResponse::NoContent()
         .insert_header((header::ALLOW, "POST, OPTIONS"))
         .finish()
