@@ -59,10 +59,10 @@ fn percentile(samples: &[Duration], fraction: f64) -> Duration {
 }
 
 async fn open_state(folder: &std::path::Path) -> (Arc<dyn SignalStore>, AppState) {
-    let options = StoreOptions {
-        database_url: folder.join("timing.db").display().to_string(),
-        timeout: Duration::from_secs(2),
-    };
+    let options = StoreOptions::new(
+        folder.join("timing.db").display().to_string(),
+        Duration::from_secs(2),
+    );
     let store = store::open(&options).await.expect("open the store");
     let digest = TokenDigest::of(&SignalToken::new(TOKEN));
     store

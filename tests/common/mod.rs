@@ -194,10 +194,7 @@ impl TestServer {
 }
 
 async fn open_store(path: &Path) -> Arc<dyn SignalStore> {
-    let options = StoreOptions {
-        database_url: path.display().to_string(),
-        timeout: Duration::from_secs(2),
-    };
+    let options = StoreOptions::new(path.display().to_string(), Duration::from_secs(2));
     store::open(&options).await.unwrap()
 }
 
