@@ -5,6 +5,7 @@
 
 pub mod fixtures;
 pub mod http;
+pub mod postgres;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
