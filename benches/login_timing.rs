@@ -17,6 +17,7 @@ use nexus_auth::app::{AppState, LoginSettings, Settings};
 use nexus_auth::keys::SigningAlgorithm;
 use nexus_auth::rate_limit::RateLimitSettings;
 use nexus_auth::secret::SignalToken;
+use nexus_auth::signal_cache::SignalCacheSettings;
 use nexus_auth::signal_token::TokenDigest;
 use nexus_auth::signer::TokenSettings;
 use nexus_auth::store::{self, SignalStore, StoreOptions};
@@ -100,6 +101,9 @@ async fn open_state(folder: &std::path::Path) -> (Arc<dyn SignalStore>, AppState
             trust_proxy_headers: false,
         },
         cors_origins: Vec::new(),
+        // Every request goes to the store, whose lookup is what this
+        // benchmark measures.
+        signal_cache: SignalCacheSettings::off(),
     };
     let state = AppState::open(store.clone(), settings, unix_now())
         .await

@@ -18,6 +18,7 @@ use nexus_auth::keys::SigningAlgorithm;
 use nexus_auth::rate_limit::RateLimitSettings;
 use nexus_auth::secret::SignalToken;
 use nexus_auth::server::ServerOptions;
+use nexus_auth::signal_cache::SignalCacheSettings;
 use nexus_auth::signal_token::TokenDigest;
 use nexus_auth::signer::TokenSettings;
 use nexus_auth::store::{self, SignalStore, StoreOptions, StoredKey};
@@ -225,6 +226,9 @@ pub fn test_settings(store_timeout: Duration) -> Settings {
             trust_proxy_headers: false,
         },
         cors_origins: Vec::new(),
+        // Tests change signals through the store and expect the next request
+        // to see the change; tests of the cache turn it on.
+        signal_cache: SignalCacheSettings::off(),
     }
 }
 
