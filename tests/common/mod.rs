@@ -6,6 +6,7 @@
 pub mod fixtures;
 pub mod http;
 pub mod postgres;
+pub mod process;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
