@@ -23,9 +23,7 @@ const MARGIN: Duration = Duration::from_secs(1);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 async fn login(address: SocketAddr, id: &str, token: &str) -> (u16, Value) {
-    let body = serde_json::json!({ "signalId": id, "signalToken": token }).to_string();
-    let request = RawRequest::post("/auth/login", Some("application/json"), body);
-    let response = common::http::send(address, &request).await;
+    let response = common::http::send(address, &RawRequest::login_json(id, token)).await;
     let json = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
     (response.status, json)
 }

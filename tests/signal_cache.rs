@@ -84,20 +84,6 @@ impl SignalStore for CountingStore {
     }
 }
 
-fn login_request(id: &str, token: &str) -> RawRequest {
-    let body = serde_json::json!({ "signalId": id, "signalToken": token }).to_string();
-    RawRequest::post("/auth/login", Some("application/json"), body)
-}
-
-fn session_request(jwt: &str) -> RawRequest {
-    let mut request = RawRequest::get("/auth/session");
-    request.headers.push((
-        "Authorization".to_owned(),
-        format!("Bearer {jwt}").into_bytes(),
-    ));
-    request
-}
-
 #[actix_web::test]
 async fn one_lookup_per_id_under_load() {
     let backing = TestServer::start().await;
@@ -120,9 +106,9 @@ async fn one_lookup_per_id_under_load() {
     // Right and wrong tokens for one signal, and an unknown id, all at once.
     let requests: Vec<(RawRequest, u16)> = (0..30)
         .map(|index| match index % 3 {
-            0 => (login_request(SIGNAL_ID, SIGNAL_TOKEN), 200),
-            1 => (login_request(SIGNAL_ID, "sgt_wrong"), 401),
-            _ => (login_request("no-such-signal", SIGNAL_TOKEN), 401),
+            0 => (RawRequest::login_json(SIGNAL_ID, SIGNAL_TOKEN), 200),
+            1 => (RawRequest::login_json(SIGNAL_ID, "sgt_wrong"), 401),
+            _ => (RawRequest::login_json("no-such-signal", SIGNAL_TOKEN), 401),
         })
         .collect();
     let responses = futures_util::future::join_all(
@@ -141,7 +127,8 @@ async fn one_lookup_per_id_under_load() {
     );
 
     // Later requests within the TTL are served from the cache too.
-    let response = common::http::send(address, &login_request("no-such-signal", "x")).await;
+    let response =
+        common::http::send(address, &RawRequest::login_json("no-such-signal", "x")).await;
     assert_eq!(response.status, 401);
     assert_eq!(store.lookups.load(Ordering::SeqCst), 2);
 }
@@ -156,7 +143,7 @@ async fn disable_takes_effect_after_ttl() {
     };
     let server = TestServer::start_with(settings).await;
     let jwt = server.login(SIGNAL_ID, SIGNAL_TOKEN).await;
-    assert_eq!(server.send(&session_request(&jwt)).await.status, 200);
+    assert_eq!(server.send(&RawRequest::session(&jwt)).await.status, 200);
 
     server
         .store
@@ -168,8 +155,10 @@ async fn disable_takes_effect_after_ttl() {
     // Within the TTL the cached record may still be used; past it, never.
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
     assert!(disabled_at.elapsed() > ttl);
-    let session = server.send(&session_request(&jwt)).await;
+    let session = server.send(&RawRequest::session(&jwt)).await;
     assert_eq!(session.status, 401, "session of a disabled signal");
-    let login = server.send(&login_request(SIGNAL_ID, SIGNAL_TOKEN)).await;
+    let login = server
+        .send(&RawRequest::login_json(SIGNAL_ID, SIGNAL_TOKEN))
+        .await;
     assert_eq!(login.status, 401, "login of a disabled signal");
 }
