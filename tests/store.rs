@@ -468,13 +468,24 @@ async fn open_errors_hide_password() {
     // Port 1 on loopback: nothing listens there, so the connection is refused.
     let unreachable = format!("postgres://postgres:{password}@127.0.0.1:1/test");
     let unsupported = format!("mysql://root:{password}@127.0.0.1:3306/test");
-    for url in [unreachable, unsupported] {
+    for (url, expected) in [
+        (unreachable, "postgres://postgres@127.0.0.1:1/test"),
+        (unsupported, "\"mysql\""),
+    ] {
         let options = StoreOptions::new(url.clone(), Duration::from_secs(1));
         let error = match store::open(&options).await {
             Ok(_) => panic!("{url}: opened"),
             Err(error) => error.to_string(),
         };
         assert!(!error.contains(password), "{error}");
+        assert!(error.contains(expected), "{error}");
         assert!(error.contains("--database-url"), "{error}");
     }
+    // The cause is kept, not only a pool timeout.
+    let options = StoreOptions::new(
+        format!("postgres://postgres:{password}@127.0.0.1:1/test"),
+        Duration::from_secs(1),
+    );
+    let error = store::open(&options).await.err().unwrap().to_string();
+    assert!(!error.contains("pool timed out"), "{error}");
 }

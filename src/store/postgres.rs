@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgQueryResult, PgRow};
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 
 use super::{SignalRecord, SignalStore, SignalSummary, StoreError, StoreOptions, StoredKey};
 use crate::secret::KeyMaterial;
@@ -44,6 +44,22 @@ impl PostgresStore {
             source: Box::new(error),
         })?;
         let location = describe(&options);
+
+        // The pool reports a failed connection only as a timeout, so one
+        // connection is opened first to give the operator the cause, such
+        // as a refused connection or a failed password authentication.
+        match tokio::time::timeout(settings.timeout, PgConnection::connect_with(&options)).await {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+            }
+            Ok(Err(error)) => return Err(open_error(&location, error)),
+            Err(_) => {
+                return Err(open_error(
+                    &location,
+                    StoreError::TimedOut(settings.timeout),
+                ))
+            }
+        }
 
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS))
