@@ -4,7 +4,9 @@
 //!
 //! Run with `cargo bench --bench login_timing`. It drives the real login
 //! handler and a real SQLite store through actix-web's test service, so it
-//! measures everything but the socket. Rate limits are off here, because
+//! measures everything but the socket. It runs twice: with the signal cache
+//! off, so that every lookup queries the store, and with every lookup a
+//! cache hit. Rate limits are off here, because
 //! failed logins from one address would otherwise be refused with 429
 //! after a few dozen requests.
 
@@ -17,6 +19,7 @@ use nexus_auth::app::{AppState, LoginSettings, Settings};
 use nexus_auth::keys::SigningAlgorithm;
 use nexus_auth::rate_limit::RateLimitSettings;
 use nexus_auth::secret::SignalToken;
+use nexus_auth::signal_cache::SignalCacheSettings;
 use nexus_auth::signal_token::TokenDigest;
 use nexus_auth::signer::TokenSettings;
 use nexus_auth::store::{self, SignalStore, StoreOptions};
@@ -58,11 +61,14 @@ fn percentile(samples: &[Duration], fraction: f64) -> Duration {
     samples[((samples.len() - 1) as f64 * fraction) as usize]
 }
 
-async fn open_state(folder: &std::path::Path) -> (Arc<dyn SignalStore>, AppState) {
-    let options = StoreOptions {
-        database_url: folder.join("timing.db").display().to_string(),
-        timeout: Duration::from_secs(2),
-    };
+async fn open_state(
+    folder: &std::path::Path,
+    signal_cache: SignalCacheSettings,
+) -> (Arc<dyn SignalStore>, AppState) {
+    let options = StoreOptions::new(
+        folder.join("timing.db").display().to_string(),
+        Duration::from_secs(2),
+    );
     let store = store::open(&options).await.expect("open the store");
     let digest = TokenDigest::of(&SignalToken::new(TOKEN));
     store
@@ -100,6 +106,7 @@ async fn open_state(folder: &std::path::Path) -> (Arc<dyn SignalStore>, AppState
             trust_proxy_headers: false,
         },
         cors_origins: Vec::new(),
+        signal_cache,
     };
     let state = AppState::open(store.clone(), settings, unix_now())
         .await
@@ -112,8 +119,40 @@ fn main() {
 }
 
 async fn run() {
+    let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
+    let mut report = String::new();
+    writeln!(report, "# Failed-login timing\n").unwrap();
+    writeln!(
+        report,
+        "`cargo bench --bench login_timing`: {ROUNDS} requests per case, interleaved in a random order each round, after {WARM_UP_ROUNDS} warm-up rounds, in-process through actix-web's test service with a SQLite store; {cores} cores.\n",
+    )
+    .unwrap();
+
+    writeln!(
+        report,
+        "## Signal cache off: every lookup queries the store\n"
+    )
+    .unwrap();
+    report.push_str(&measure(SignalCacheSettings::off()).await);
+    // The TTL outlasts the run, so after the warm-up every lookup is a hit.
+    let cached = SignalCacheSettings {
+        ttl: Duration::from_secs(3600),
+        max_entries: 1000,
+    };
+    writeln!(report, "\n## Signal cache on: every lookup a cache hit\n").unwrap();
+    report.push_str(&measure(cached).await);
+
+    print!("{report}");
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-reports");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("login-timing.md"), &report).unwrap();
+    println!("\nwritten to target/bench-reports/login-timing.md");
+}
+
+/// Measures every case with `signal_cache` and returns the Markdown table.
+async fn measure(signal_cache: SignalCacheSettings) -> String {
     let folder = tempfile::tempdir().unwrap();
-    let (_store, state) = open_state(folder.path()).await;
+    let (_store, state) = open_state(folder.path(), signal_cache).await;
     let app = test::init_service(
         App::new()
             .app_data(web::Data::new(state))
@@ -186,13 +225,6 @@ async fn run() {
 
     let reference = median(&mut cases[1].samples.clone());
     let mut report = String::new();
-    writeln!(report, "# Failed-login timing\n").unwrap();
-    writeln!(
-        report,
-        "`cargo bench --bench login_timing`: {ROUNDS} requests per case, interleaved in a random order each round, after {WARM_UP_ROUNDS} warm-up rounds, in-process through actix-web's test service with a SQLite store; {} cores.\n",
-        std::thread::available_parallelism().map_or(0, |cores| cores.get())
-    )
-    .unwrap();
     writeln!(
         report,
         "| case | median (µs) | p90 (µs) | median / wrong token |"
@@ -212,10 +244,5 @@ async fn run() {
         )
         .unwrap();
     }
-
-    print!("{report}");
-    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-reports");
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("login-timing.md"), &report).unwrap();
-    println!("\nwritten to target/bench-reports/login-timing.md");
+    report
 }

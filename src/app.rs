@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::keys::{KeyError, KeyRing, KeyRingSettings, SigningAlgorithm};
 use crate::metrics::Metrics;
 use crate::rate_limit::{LoginLimiter, RateLimitSettings};
+use crate::signal_cache::{SignalCache, SignalCacheSettings};
 use crate::signer::{Signer, TokenSettings};
 use crate::store::{SignalRecord, SignalStore};
 use crate::verify::{Verifier, VerifierSettings};
@@ -41,10 +42,12 @@ pub struct Settings {
     pub login: LoginSettings,
     /// Origins allowed to call the browser-facing routes; `*` for any.
     pub cors_origins: Vec<String>,
+    pub signal_cache: SignalCacheSettings,
 }
 
 pub struct AppState {
     pub store: Arc<dyn SignalStore>,
+    pub signal_cache: SignalCache,
     pub signer: Signer,
     pub verifier: Verifier,
     pub limiter: LoginLimiter,
@@ -82,6 +85,7 @@ impl AppState {
         limiter.connect().await;
         Ok(AppState {
             store,
+            signal_cache: SignalCache::new(settings.signal_cache),
             signer: Signer::new(ring, settings.token),
             verifier,
             limiter,
@@ -95,13 +99,15 @@ impl AppState {
         self.signer.ring()
     }
 
-    /// Reads a signal from the store within the store timeout. The lookup is
-    /// the only step of a request that waits on something outside the
-    /// process, so it alone carries a deadline. Past it, or on a store
-    /// error, the request gets 503 and nothing is issued.
+    /// Reads a signal through the signal cache, from the store within the
+    /// store timeout on a miss. The lookup is the only step of a request
+    /// that waits on something outside the process, so it alone carries a
+    /// deadline. Past it, or on a store error, the request gets 503 and
+    /// nothing is issued.
     pub async fn find_signal(&self, id: &str) -> Result<Option<SignalRecord>, ApiError> {
         let timeout = self.login.store_timeout;
-        match tokio::time::timeout(timeout, self.store.find_signal(id)).await {
+        let lookup = self.signal_cache.find(id, || self.store.find_signal(id));
+        match tokio::time::timeout(timeout, lookup).await {
             Ok(Ok(record)) => Ok(record),
             Ok(Err(error)) => {
                 self.metrics.store_errors.inc();

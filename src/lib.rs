@@ -6,7 +6,8 @@
 //! - `login`: `POST /auth/login`: `login::extract` (one module per body
 //!   format), `login::credentials` (the `Credentials` type and its
 //!   validation), `login::authenticate` (the token check).
-//! - `store`: the `SignalStore` trait and its SQLite backend.
+//! - `store`: the `SignalStore` trait and its SQLite and PostgreSQL
+//!   backends. `signal_cache`: recent lookups, kept for a few seconds.
 //! - `keys`: signing algorithms, key generation and the key ring that
 //!   every server reloads from the store. `signer`: JWT issuance.
 //! - `verify`: token verification. `session`: the `AuthenticatedSignal`
@@ -36,6 +37,7 @@ pub mod rate_limit;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod signal_cache;
 pub mod signal_token;
 pub mod signer;
 pub mod store;

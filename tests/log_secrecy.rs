@@ -249,10 +249,7 @@ async fn trace_log_holds_no_secrets() {
     output.extend_from_slice(&stderr);
     let lower_case_output = output.to_ascii_lowercase();
 
-    let options = StoreOptions {
-        database_url: database.display().to_string(),
-        timeout: Duration::from_secs(5),
-    };
+    let options = StoreOptions::new(database.display().to_string(), Duration::from_secs(5));
     let key = store::open(&options)
         .await
         .unwrap()

@@ -98,10 +98,7 @@ impl Instance {
     /// fixture signal, with `args` added.
     async fn start(folder: &Path, args: &[&str]) -> Instance {
         let database = folder.join("nexus-auth.db");
-        let options = StoreOptions {
-            database_url: database.display().to_string(),
-            timeout: Duration::from_secs(2),
-        };
+        let options = StoreOptions::new(database.display().to_string(), Duration::from_secs(2));
         let store = store::open(&options).await.unwrap();
         let digest = TokenDigest::of(&SignalToken::new(SIGNAL_TOKEN));
         store

@@ -44,11 +44,14 @@ pub enum Command {
     Keys(KeysCommand),
 }
 
-/// Store location and timeout, shared by `serve` and every `signals` command.
+/// Store location, timeout and pool, shared by `serve` and every `signals`
+/// and `keys` command.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// Database URL: sqlite://PATH, or a file path. The file is created and
-    /// migrated on first use.
+    /// Database URL: sqlite://PATH or a file path for one instance, or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE for several that
+    /// share signals and keys. The SQLite file or the PostgreSQL tables are
+    /// created and migrated on first use.
     #[arg(
         long,
         env = "NEXUS_AUTH_DATABASE_URL",
@@ -58,8 +61,8 @@ pub struct StoreArgs {
     )]
     pub database_url: String,
 
-    /// Seconds to wait for the store before giving up; a login that waits
-    /// longer gets 503.
+    /// Seconds to wait for the store before giving up, connecting included;
+    /// a login that waits longer gets 503.
     #[arg(
         long,
         env = "NEXUS_AUTH_STORE_TIMEOUT",
@@ -68,13 +71,37 @@ pub struct StoreArgs {
         value_parser = parse_store_timeout
     )]
     pub store_timeout: Duration,
+
+    /// Connections to the database that this process keeps open at most;
+    /// 10 for PostgreSQL and 4 for SQLite when not set.
+    #[arg(
+        long,
+        env = "NEXUS_AUTH_DATABASE_MAX_CONNECTIONS",
+        value_name = "COUNT",
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub database_max_connections: Option<u32>,
+
+    /// Seconds after which an unused database connection is closed; 0
+    /// keeps idle connections open.
+    #[arg(
+        long,
+        env = "NEXUS_AUTH_DATABASE_IDLE_TIMEOUT",
+        default_value = "300",
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(0..=86400)
+    )]
+    pub database_idle_timeout: u64,
 }
 
 impl StoreArgs {
     pub fn options(&self) -> StoreOptions {
+        let idle_timeout = (self.database_idle_timeout > 0)
+            .then(|| Duration::from_secs(self.database_idle_timeout));
         StoreOptions {
-            database_url: self.database_url.clone(),
-            timeout: self.store_timeout,
+            max_connections: self.database_max_connections,
+            idle_timeout,
+            ..StoreOptions::new(self.database_url.clone(), self.store_timeout)
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::keys::SigningAlgorithm;
 use crate::rate_limit::{RateLimitSettings, RedisSettings};
 use crate::secret::RedisUrl;
 use crate::server::ServerOptions;
+use crate::signal_cache::SignalCacheSettings;
 use crate::signer::TokenSettings;
 use crate::store::{self, SignalStore, StoreError};
 use crate::time::unix_now;
@@ -77,6 +78,17 @@ pub struct ServeArgs {
     /// bounds how soon a rotation made elsewhere takes effect here.
     #[arg(long, env = "NEXUS_AUTH_KEY_REFRESH", default_value = "10", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub key_refresh: u64,
+
+    /// Seconds a signal lookup is reused before the store is asked again,
+    /// which bounds how long a disabled, deleted or rotated signal keeps
+    /// working here; 0 reads the store on every request.
+    #[arg(long, env = "NEXUS_AUTH_SIGNAL_CACHE_TTL", default_value = "5", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub signal_cache_ttl: u64,
+
+    /// Maximum number of signal ids in the signal cache. Lookups of further
+    /// ids go to the store uncached until entries expire.
+    #[arg(long, env = "NEXUS_AUTH_SIGNAL_CACHE_MAX_ENTRIES", default_value = "50000", value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub signal_cache_max_entries: u64,
 
     /// Failed logins allowed from one client address per window; 0 turns
     /// the limit off.
@@ -332,6 +344,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             trust_proxy_headers: args.trust_proxy_headers,
         },
         cors_origins: args.cors_origins.clone(),
+        signal_cache: SignalCacheSettings {
+            ttl: Duration::from_secs(args.signal_cache_ttl),
+            max_entries: usize::try_from(args.signal_cache_max_entries).unwrap_or(usize::MAX),
+        },
     };
     let state = AppState::open(store.clone(), settings, unix_now())
         .await

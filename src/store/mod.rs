@@ -1,9 +1,11 @@
 //! The signal store: signals, their token digests, and the signing keys.
 //!
 //! `SignalStore` is the one interface the server and the command line use;
-//! each backend implements it in its own module. Times are seconds since the
-//! Unix epoch.
+//! each backend implements it in its own module: SQLite for one instance,
+//! PostgreSQL for several that share their signals and keys. Times are
+//! seconds since the Unix epoch.
 
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use async_trait::async_trait;
 use crate::secret::KeyMaterial;
 use crate::signal_token::TokenDigest;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// The database URL used when none is given: a file in the working directory.
@@ -71,7 +74,8 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("unsupported database URL {0:?}: use sqlite://PATH or a file path; check --database-url (NEXUS_AUTH_DATABASE_URL)")]
+    /// Carries the URL's scheme only, because the rest may hold a password.
+    #[error("unsupported database URL scheme {0:?}: use sqlite://PATH, a file path, or postgres://USER@HOST:PORT/DATABASE; check --database-url (NEXUS_AUTH_DATABASE_URL)")]
     UnsupportedUrl(String),
     #[error("the database URL names no file: use sqlite://PATH or a file path; check --database-url (NEXUS_AUTH_DATABASE_URL)")]
     NoDatabaseFile,
@@ -141,18 +145,62 @@ pub trait SignalStore: Send + Sync {
 }
 
 /// Store settings shared by the server and the command line.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreOptions {
+    /// May contain a password, so `Debug` leaves it out.
     pub database_url: String,
     /// Maximum wait for a connection or a query before the store counts as
-    /// unavailable.
+    /// unavailable. Opening a new connection counts against it too.
     pub timeout: Duration,
+    /// Connections in the pool at most; `None` takes the backend's default.
+    pub max_connections: Option<u32>,
+    /// Time after which an unused pooled connection is closed; `None` keeps
+    /// idle connections open.
+    pub idle_timeout: Option<Duration>,
 }
 
+impl StoreOptions {
+    /// Options for `database_url` with the default pool size and idle
+    /// timeout.
+    pub fn new(database_url: impl Into<String>, timeout: Duration) -> StoreOptions {
+        StoreOptions {
+            database_url: database_url.into(),
+            timeout,
+            max_connections: None,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("StoreOptions")
+            .field("database_url", &"<hidden>")
+            .field("timeout", &self.timeout)
+            .field("max_connections", &self.max_connections)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
+}
+
+/// Time after which an unused pooled connection is closed, by default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Opens the store that `options.database_url` names, creating and migrating
-/// it when needed.
+/// it when needed: `postgres://` or `postgresql://` for PostgreSQL, and
+/// `sqlite:` or a file path for SQLite.
 pub async fn open(options: &StoreOptions) -> Result<Arc<dyn SignalStore>, StoreError> {
     let url = options.database_url.trim();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PostgresStore::open(url, options).await?));
+    }
+    let is_sqlite = url.starts_with("sqlite:") || !url.contains("://");
+    if !is_sqlite {
+        let scheme = url.split("://").next().unwrap_or_default();
+        return Err(StoreError::UnsupportedUrl(scheme.to_owned()));
+    }
+
     // An empty path or an in-memory database would give each pooled
     // connection its own empty database, and lose every signal on restart.
     let path = url
@@ -163,10 +211,5 @@ pub async fn open(options: &StoreOptions) -> Result<Arc<dyn SignalStore>, StoreE
     if path.is_empty() || path == ":memory:" {
         return Err(StoreError::NoDatabaseFile);
     }
-    let is_sqlite = url.starts_with("sqlite:") || !url.contains("://");
-    if !is_sqlite {
-        // TODO: PostgreSQL (postgres://) for several instances sharing signals.
-        return Err(StoreError::UnsupportedUrl(url.to_owned()));
-    }
-    Ok(Arc::new(SqliteStore::open(url, options.timeout).await?))
+    Ok(Arc::new(SqliteStore::open(url, options).await?))
 }

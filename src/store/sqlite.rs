@@ -3,13 +3,12 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqlitePool};
 
-use super::{SignalRecord, SignalStore, SignalSummary, StoreError, StoredKey};
+use super::{SignalRecord, SignalStore, SignalSummary, StoreError, StoreOptions, StoredKey};
 use crate::secret::KeyMaterial;
 use crate::signal_token::TokenDigest;
 
@@ -19,9 +18,9 @@ const PLACEHOLDER_DIGEST: [u8; 32] = [0; 32];
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// SQLite permits one writer at a time; a few connections serve concurrent
-/// reads without queueing behind each other.
-const MAX_CONNECTIONS: u32 = 4;
+/// Default pool size. SQLite permits one writer at a time; a few connections
+/// serve concurrent reads without queueing behind each other.
+const DEFAULT_MAX_CONNECTIONS: u32 = 4;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -31,7 +30,8 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url`, which is either a
     /// `sqlite:` URL or a file path, and applies pending migrations.
-    pub async fn open(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, settings: &StoreOptions) -> Result<Self, StoreError> {
+        let timeout = settings.timeout;
         let options = if url.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(url).map_err(|error| StoreError::Open {
                 location: url.to_owned(),
@@ -50,8 +50,9 @@ impl SqliteStore {
             .busy_timeout(timeout)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(settings.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS))
             .acquire_timeout(timeout)
+            .idle_timeout(settings.idle_timeout)
             .connect_with(options)
             .await
             .map_err(|error| open_error(&location, error))?;

@@ -46,6 +46,23 @@ impl RawRequest {
         }
     }
 
+    /// Returns `POST /auth/login` with a JSON body of `signal_id` and
+    /// `token`.
+    pub fn login_json(signal_id: &str, token: &str) -> RawRequest {
+        let body = serde_json::json!({ "signalId": signal_id, "signalToken": token }).to_string();
+        RawRequest::post("/auth/login", Some("application/json"), body)
+    }
+
+    /// Returns `GET /auth/session` with `jwt` as a bearer token.
+    pub fn session(jwt: &str) -> RawRequest {
+        let mut request = RawRequest::get("/auth/session");
+        request.headers.push((
+            "Authorization".to_owned(),
+            format!("Bearer {jwt}").into_bytes(),
+        ));
+        request
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = format!(
             "{} {} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n",

@@ -5,6 +5,8 @@
 
 pub mod fixtures;
 pub mod http;
+pub mod postgres;
+pub mod process;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use nexus_auth::keys::SigningAlgorithm;
 use nexus_auth::rate_limit::RateLimitSettings;
 use nexus_auth::secret::SignalToken;
 use nexus_auth::server::ServerOptions;
+use nexus_auth::signal_cache::SignalCacheSettings;
 use nexus_auth::signal_token::TokenDigest;
 use nexus_auth::signer::TokenSettings;
 use nexus_auth::store::{self, SignalStore, StoreOptions, StoredKey};
@@ -194,10 +197,7 @@ impl TestServer {
 }
 
 async fn open_store(path: &Path) -> Arc<dyn SignalStore> {
-    let options = StoreOptions {
-        database_url: path.display().to_string(),
-        timeout: Duration::from_secs(2),
-    };
+    let options = StoreOptions::new(path.display().to_string(), Duration::from_secs(2));
     store::open(&options).await.unwrap()
 }
 
@@ -227,6 +227,9 @@ pub fn test_settings(store_timeout: Duration) -> Settings {
             trust_proxy_headers: false,
         },
         cors_origins: Vec::new(),
+        // Tests change signals through the store and expect the next request
+        // to see the change; tests of the cache turn it on.
+        signal_cache: SignalCacheSettings::off(),
     }
 }
 
