@@ -227,7 +227,7 @@ fn operator_errors_in_plain_words() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no signal with id \"missing\""));
 
     let unopenable = folder.path().join("no-such-folder/cli.db");
-    let output = signals(&unopenable, &["list"]);
+    let output = signals(&unopenable, &["create", "sensor-8"]);
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(message.contains("cannot open the store at"), "{message}");
@@ -291,6 +291,44 @@ fn bad_cors_origin_rejected_before_start() {
         !folder.path().join("nexus-auth.db").exists(),
         "the store was created"
     );
+}
+
+#[test]
+fn missing_store_not_created() {
+    let folder = tempfile::tempdir().unwrap();
+    let typo = folder.path().join("typo.db");
+
+    for args in [
+        vec!["signals", "list"],
+        vec!["signals", "disable", "sensor-7"],
+        vec!["keys", "list"],
+        vec!["keys", "retire", "some-kid"],
+    ] {
+        let output = nexus_auth()
+            .args(&args)
+            .arg("--database-url")
+            .arg(&typo)
+            .output()
+            .unwrap();
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {message}");
+        assert!(message.contains("no store exists"), "{args:?}: {message}");
+        assert!(!typo.exists(), "{args:?} created the store");
+    }
+
+    let in_memory = nexus_auth()
+        .args([
+            "signals",
+            "list",
+            "--database-url",
+            "sqlite://m.db?mode=memory",
+        ])
+        .current_dir(folder.path())
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&in_memory.stderr);
+    assert_eq!(in_memory.status.code(), Some(1), "{message}");
+    assert!(message.contains("names no file"), "{message}");
 }
 
 #[test]
@@ -606,6 +644,7 @@ fn keys(database: &Path, args: &[&str]) -> Output {
 fn keys_rotate_and_retire() {
     let folder = tempfile::tempdir().unwrap();
     let database = folder.path().join("cli.db");
+    create_signal(&database, "sensor-7");
     let empty = keys(&database, &["list"]);
     assert!(empty.status.success());
     assert!(String::from_utf8_lossy(&empty.stderr).contains("No signing key exists yet"));

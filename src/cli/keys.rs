@@ -10,7 +10,7 @@ use clap::Subcommand;
 use super::signals::format_time;
 use super::StoreArgs;
 use crate::keys::{self, SigningAlgorithm};
-use crate::store::{self, SignalStore, StoredKey};
+use crate::store::{self, SignalStore, StoreOptions, StoredKey};
 use crate::time::unix_now;
 
 #[derive(Debug, Subcommand)]
@@ -52,7 +52,10 @@ pub async fn run(command: KeysCommand) -> Result<(), String> {
             print_keys(&keys);
         }
         KeysCommand::Rotate { store, signing_alg } => {
-            let store = open(&store).await?;
+            // A key may be made before the first `serve`, as a signal may.
+            let store = store::open(&store.options())
+                .await
+                .map_err(|error| error.to_string())?;
             let active = store
                 .active_signing_key()
                 .await
@@ -99,8 +102,13 @@ pub async fn run(command: KeysCommand) -> Result<(), String> {
     Ok(())
 }
 
+/// Opens the store that `args` names, which must exist already.
 async fn open(args: &StoreArgs) -> Result<std::sync::Arc<dyn SignalStore>, String> {
-    store::open(&args.options())
+    let options = StoreOptions {
+        create_if_missing: false,
+        ..args.options()
+    };
+    store::open(&options)
         .await
         .map_err(|error| error.to_string())
 }

@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use super::StoreArgs;
 use crate::secret::SignalToken;
 use crate::signal_token::{self, TokenDigest};
-use crate::store::{self, SignalStore, SignalSummary};
+use crate::store::{self, SignalStore, SignalSummary, StoreOptions};
 use crate::time::unix_now;
 
 /// Maximum signal id length, in characters. Longer ids could never log in.
@@ -119,7 +119,10 @@ pub async fn run(command: SignalsCommand) -> Result<(), String> {
             } else {
                 new_token()?
             };
-            let store = open(&target.store).await?;
+            // The first signal may come before the first `serve`.
+            let store = store::open(&target.store.options())
+                .await
+                .map_err(|error| error.to_string())?;
             store
                 .create_signal(&target.id, TokenDigest::of(&token), unix_now())
                 .await
@@ -192,8 +195,13 @@ pub async fn run(command: SignalsCommand) -> Result<(), String> {
     Ok(())
 }
 
+/// Opens the store that `args` names, which must exist already.
 async fn open(args: &StoreArgs) -> Result<std::sync::Arc<dyn SignalStore>, String> {
-    store::open(&args.options())
+    let options = StoreOptions {
+        create_if_missing: false,
+        ..args.options()
+    };
+    store::open(&options)
         .await
         .map_err(|error| error.to_string())
 }

@@ -77,6 +77,8 @@ pub enum StoreError {
     /// Carries the URL's scheme only, because the rest may hold a password.
     #[error("unsupported database URL scheme {0:?}: use sqlite://PATH, a file path, or postgres://USER@HOST:PORT/DATABASE; check --database-url (NEXUS_AUTH_DATABASE_URL)")]
     UnsupportedUrl(String),
+    #[error("no store exists at {0:?}; check --database-url (NEXUS_AUTH_DATABASE_URL), or create one with `serve`, `signals create` or `keys rotate`")]
+    NoStore(String),
     #[error("the database URL names no file: use sqlite://PATH or a file path; check --database-url (NEXUS_AUTH_DATABASE_URL)")]
     NoDatabaseFile,
     #[error("the store did not answer within {0:?}")]
@@ -157,6 +159,10 @@ pub struct StoreOptions {
     /// Time after which an unused pooled connection is closed; `None` keeps
     /// idle connections open.
     pub idle_timeout: Option<Duration>,
+    /// Creates a SQLite file that does not exist yet. Commands that only
+    /// read or change existing data turn it off, so that a mistyped path
+    /// fails instead of creating an empty store.
+    pub create_if_missing: bool,
 }
 
 impl StoreOptions {
@@ -168,6 +174,7 @@ impl StoreOptions {
             timeout,
             max_connections: None,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            create_if_missing: true,
         }
     }
 }
@@ -207,9 +214,13 @@ pub async fn open(options: &StoreOptions) -> Result<Arc<dyn SignalStore>, StoreE
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .unwrap_or(url);
-    let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let in_memory = query.split('&').any(|parameter| parameter == "mode=memory");
+    if path.is_empty() || path == ":memory:" || in_memory {
         return Err(StoreError::NoDatabaseFile);
+    }
+    if !options.create_if_missing && !std::path::Path::new(path).exists() {
+        return Err(StoreError::NoStore(path.to_owned()));
     }
     Ok(Arc::new(SqliteStore::open(url, options).await?))
 }

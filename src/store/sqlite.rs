@@ -45,7 +45,7 @@ impl SqliteStore {
         let is_new = !path.exists();
 
         let options = options
-            .create_if_missing(true)
+            .create_if_missing(settings.create_if_missing)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(timeout)
             .foreign_keys(true);
