@@ -90,11 +90,14 @@ async fn authenticate(
         Err(rejection) => return Err(reject(rejection, None)),
     };
 
-    // A disabled or deleted signal loses its tokens here at once; services
-    // that verify with the JWKS alone see that only when the token expires.
+    // A disabled or deleted signal loses its tokens here within the signal
+    // cache's TTL. Services that verify with the JWKS alone see that only
+    // when the token expires.
     let record = state.find_signal(&claims.sub).await?;
     // A token older than its signal was issued to a deleted signal whose id
     // was later reused; it must not come back to life.
+    // NOTE: both times are whole seconds, so a token issued in the same
+    // second as a deletion and re-creation of its id still passes.
     if !record.is_some_and(|record| record.enabled && claims.iat >= record.created_at) {
         return Err(reject(TokenRejection::SignalRevoked, Some(&claims.sub)));
     }
