@@ -19,8 +19,12 @@
 //! - `operations`, `metrics`: health, readiness and Prometheus metrics.
 //! - `app`: shared server state. `tls`: HTTPS certificates. `cli`: the
 //!   command line.
+//! - `bench_floor`: the load benchmark's baseline route, only with the
+//!   `bench-floor` feature.
 
 pub mod app;
+#[cfg(feature = "bench-floor")]
+pub mod bench_floor;
 pub mod cli;
 pub mod client_address;
 pub mod cors;

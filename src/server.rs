@@ -30,6 +30,8 @@ pub fn configure_with_cors(config: &mut web::ServiceConfig, cors_origins: &[Stri
     session::configure(config, cors_origins);
     jwks::configure(config, cors_origins);
     operations::configure(config);
+    #[cfg(feature = "bench-floor")]
+    crate::bench_floor::configure(config);
 }
 
 /// Server settings beyond the routes and the shared state.
