@@ -28,6 +28,10 @@ pub struct LoadedKey {
     pub kid: String,
     pub algorithm: SigningAlgorithm,
     pub encoding: EncodingKey,
+    /// The EdDSA private key, parsed once here. jsonwebtoken 12 parses
+    /// `encoding` and derives the public key on every signature, which
+    /// doubles the cost of signing.
+    pub ed25519: Option<ed25519_dalek::SigningKey>,
     pub decoding: DecodingKey,
     /// The public key as published in the JWKS; `None` for HS256.
     pub jwk: Option<Value>,
@@ -187,10 +191,14 @@ impl LoadedKey {
             algorithm,
         };
         let private_key = key.private_key.expose();
+        let mut ed25519 = None;
         let (encoding, decoding) = match algorithm {
             SigningAlgorithm::EdDsa => {
                 use ed25519_dalek::pkcs8::DecodePrivateKey;
-                ed25519_dalek::SigningKey::from_pkcs8_der(private_key).map_err(|_| invalid())?;
+                ed25519 = Some(
+                    ed25519_dalek::SigningKey::from_pkcs8_der(private_key)
+                        .map_err(|_| invalid())?,
+                );
                 (
                     EncodingKey::from_ed_der(private_key),
                     DecodingKey::from_ed_der(&key.public_key),
@@ -219,6 +227,7 @@ impl LoadedKey {
             kid: key.kid.clone(),
             algorithm,
             encoding,
+            ed25519,
             decoding,
             jwk: Some(jwk),
             created_at: key.created_at,
@@ -257,6 +266,7 @@ pub fn load_hmac_secret(path: &Path) -> Result<LoadedKey, KeyError> {
         algorithm: SigningAlgorithm::Hs256,
         encoding: EncodingKey::from_secret(&secret)
             .map_err(|_| failure("the secret is empty".to_owned()))?,
+        ed25519: None,
         decoding: DecodingKey::from_secret(&secret)
             .map_err(|_| failure("the secret is empty".to_owned()))?,
         jwk: None,
