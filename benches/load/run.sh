@@ -4,7 +4,8 @@
 #
 #   bash benches/load/run.sh [--database-url URL] [--duration SECONDS]
 #       [--warm-up SECONDS] [--repeats N] [--connections N] [--threads N]
-#       [--algorithms "HS256 EdDSA"] [--port PORT] [--report PATH]
+#       [--algorithms "HS256 EdDSA"] [--targets "json ... floor plain"]
+#       [--port PORT] [--report PATH]
 #
 # It builds the release binary with the `bench-floor` feature, checks that
 # the default release build returns 404 on the floor route, and then, for
@@ -30,11 +31,14 @@ repeats=3
 connections=64
 threads=2
 algorithms="HS256 EdDSA"
+# Empty means every target: the four formats, the floor, and with HS256 the
+# plain peer.
+only_targets=""
 port=18431
 report=target/bench-reports/load.md
 
 usage() {
-  sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
   exit "$1"
 }
 
@@ -47,6 +51,7 @@ while [ $# -gt 0 ]; do
     --connections) connections="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     --algorithms) algorithms="$2"; shift 2 ;;
+    --targets) only_targets="$2"; shift 2 ;;
     --port) port="$2"; shift 2 ;;
     --report) report="$2"; shift 2 ;;
     -h|--help) usage 0 ;;
@@ -203,12 +208,17 @@ echo "default build: POST /bench/floor -> 404"
 # --- Runs ---------------------------------------------------------------------
 
 clock_ticks="$(getconf CLK_TCK)"
-# The plain peer signs with HS256 only.
+# Prints the targets measured with algorithm $1: the plain peer signs
+# with HS256 only, and --targets narrows the list.
 targets_of() {
-  case "$1" in
-    HS256) echo "json multipart text form floor plain" ;;
-    *) echo "json multipart text form floor" ;;
-  esac
+  local all="json multipart text form floor"
+  [ "$1" = HS256 ] && all="$all plain"
+  local target
+  for target in $all; do
+    if [ -z "$only_targets" ] || [[ " $only_targets " == *" $target "* ]]; then
+      printf '%s ' "$target"
+    fi
+  done
 }
 results="$work/results.tsv"
 : >"$results"
@@ -274,7 +284,7 @@ done
 # 429s counted by the server, load average before the run.
 median() {
   awk -F '\t' -v a="$1" -v t="$2" -v c="$3" '$1 == a && $2 == t { print $c }' "$results" |
-    sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit; if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 column_max() {
@@ -303,7 +313,7 @@ mkdir -p "$(dirname "$report")"
     "Store: ${database_url:+the given database URL}${database_url:-a fresh SQLite file per run}." \
     "Logging (info, to a file), metrics and rate limits on. A fresh server per run."
   echo
-  echo "Default build: \`POST /bench/floor\` answered $floor_status."
+  echo "Default build: \`POST /bench/floor\` returned $floor_status."
   echo
   for algorithm in $algorithms; do
     floor_rps="$(median "$algorithm" floor 4)"
@@ -319,8 +329,9 @@ mkdir -p "$(dirname "$report")"
         -v bad="$(column_max "$algorithm" "$target" 7)" -v sock="$(column_max "$algorithm" "$target" 8)" \
         -v cpu="$(median "$algorithm" "$target" 9)" -v rss="$(column_max "$algorithm" "$target" 10)" \
         -v size="${body_bytes[$algorithm-$target]}" \
-        'BEGIN { printf "| %s | %.0f | %.3f | %.2f | %.2f | %d (+%d socket) | %.1f | %.1f | %s |\n",
-                 t, rps, rps / floor, p50 / 1000, p99 / 1000, bad, sock, cpu, rss / 1024, size }'
+        'BEGIN { share = floor > 0 ? sprintf("%.3f", rps / floor) : "-";
+                 printf "| %s | %.0f | %s | %.2f | %.2f | %d (+%d socket) | %.1f | %.1f | %s |\n",
+                 t, rps, share, p50 / 1000, p99 / 1000, bad, sock, cpu, rss / 1024, size }'
     done
     echo
     echo "Non-2xx and socket errors are the maximum over the runs; peak RSS is the largest VmHWM."
@@ -328,24 +339,27 @@ mkdir -p "$(dirname "$report")"
 
     echo "Targets:"
     echo
-    if [ "$algorithm" = HS256 ]; then
-      for target in json multipart text form; do
+    logins="$(targets_of "$algorithm" | sed 's/floor//; s/plain//')"
+    if [ -z "$floor_rps" ]; then
+      echo "- Ratios to the floor: the floor was not measured."
+    elif [ "$algorithm" = HS256 ]; then
+      for target in $logins; do
         need=85
         [ "$target" = json ] && need=90
         awk -v t="$target" -v rps="$(median "$algorithm" "$target" 4)" -v floor="$floor_rps" -v need="$need" \
           'BEGIN { share = 100 * rps / floor; printf "- %s: %.1f %% of the floor (target >= %d %%): %s\n",
                    t, share, need, share >= need ? "met" : "missed" }'
       done
-    fi
-    sign="$(sign_micros "$algorithm")"
-    if [ -n "$sign" ]; then
-      for target in json multipart text form; do
+    elif [ "$algorithm" = EdDSA ]; then
+      sign="$(sign_micros "$algorithm")"
+      if [ -z "$sign" ]; then
+        echo "- CPU per login against floor + signing + 3 µs: run \`cargo bench --bench tokens\` first for the signing cost."
+      fi
+      for target in ${sign:+$logins}; do
         awk -v t="$target" -v cpu="$(median "$algorithm" "$target" 9)" -v floor="$floor_cpu" -v sign="$sign" \
           'BEGIN { limit = floor + sign + 3; printf "- %s: %.1f µs CPU per login, floor %.1f + signing %.1f + 3 = %.1f: %s\n",
                    t, cpu, floor, sign, limit, cpu <= limit ? "met" : "missed" }'
       done
-    else
-      echo "- CPU per login against floor + signing + 3 µs: run \`cargo bench --bench tokens\` first for the signing cost."
     fi
     for target in $(targets_of "$algorithm"); do
       awk -v t="$target" -v p99="$(median "$algorithm" "$target" 6)" \
