@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ed25519_dalek::Signer as _;
 use jsonwebtoken::Header;
 use serde::{Deserialize, Serialize};
 
-use crate::keys::KeyRing;
+use crate::keys::{KeyRing, PreparedKey};
 use crate::secret::Jwt;
 
 /// Claims of an issued token. Field names are the registered JWT claim names
@@ -85,8 +84,8 @@ impl Signer {
         let mut header = Header::new(keys.active.algorithm.jwt_algorithm());
         header.kid = Some(keys.active.kid.clone());
 
-        let token = match &keys.active.ed25519 {
-            Some(key) => encode_eddsa(&header, &claims, key)?,
+        let token = match &keys.active.prepared {
+            Some(key) => encode_prepared(&header, &claims, key)?,
             None => jsonwebtoken::encode(&header, &claims, &keys.active.encoding)?,
         };
         Ok(IssuedToken {
@@ -98,19 +97,19 @@ impl Signer {
 }
 
 /// Encodes and signs a JWT as `jsonwebtoken::encode` does (base64url of the
-/// header's and the claims' JSON, then of the signature), with an Ed25519
-/// key parsed once instead of on every call.
-fn encode_eddsa(
+/// header's and the claims' JSON, then of the signature), with a key parsed
+/// once instead of on every call.
+fn encode_prepared(
     header: &Header,
     claims: &Claims,
-    key: &ed25519_dalek::SigningKey,
+    key: &PreparedKey,
 ) -> Result<String, jsonwebtoken::errors::Error> {
     let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header)?);
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(claims)?, &mut token);
     let signature = key.sign(token.as_bytes());
     token.push('.');
-    URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
+    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
     Ok(token)
 }
 
@@ -120,11 +119,7 @@ mod tests {
     use crate::keys::{generate, LoadedKey, SigningAlgorithm};
 
     #[test]
-    fn eddsa_token_matches_jsonwebtoken() {
-        let stored = generate(SigningAlgorithm::EdDsa, 1_000).unwrap();
-        let key = LoadedKey::from_stored(&stored).unwrap();
-        let mut header = Header::new(jsonwebtoken::Algorithm::EdDSA);
-        header.kid = Some(key.kid.clone());
+    fn prepared_tokens_match_jsonwebtoken() {
         let claims = Claims {
             sub: "sensor".to_owned(),
             signal_id: "sensor".to_owned(),
@@ -136,10 +131,22 @@ mod tests {
             aud: Some("audience".to_owned()),
         };
 
-        let ours = encode_eddsa(&header, &claims, key.ed25519.as_ref().unwrap()).unwrap();
-        let library = jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap();
+        for algorithm in [
+            SigningAlgorithm::EdDsa,
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::Rs256,
+        ] {
+            let stored = generate(algorithm, 1_000).unwrap();
+            let key = LoadedKey::from_stored(&stored).unwrap();
+            let mut header = Header::new(algorithm.jwt_algorithm());
+            header.kid = Some(key.kid.clone());
 
-        // Ed25519 signatures are deterministic, so equal inputs give equal tokens.
-        assert_eq!(ours, library);
+            let ours = encode_prepared(&header, &claims, key.prepared.as_ref().unwrap()).unwrap();
+            let library = jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap();
+
+            // Ed25519, ECDSA with RFC 6979 nonces and RSASSA-PKCS1-v1_5 are
+            // deterministic, so equal inputs give equal tokens.
+            assert_eq!(ours, library, "{algorithm}");
+        }
     }
 }
