@@ -21,8 +21,12 @@
 //!   `openapi`: the OpenAPI document and the `/docs` page.
 //! - `app`: shared server state. `tls`: HTTPS certificates. `cli`: the
 //!   command line.
+//! - `bench_floor`: the load benchmark's baseline route, only with the
+//!   `bench-floor` feature.
 
 pub mod app;
+#[cfg(feature = "bench-floor")]
+pub mod bench_floor;
 pub mod cli;
 pub mod client_address;
 pub mod cors;

@@ -31,6 +31,8 @@ pub fn configure_with_cors(config: &mut web::ServiceConfig, cors_origins: &[Stri
     jwks::configure(config, cors_origins);
     operations::configure(config);
     openapi::configure(config);
+    #[cfg(feature = "bench-floor")]
+    crate::bench_floor::configure(config);
 }
 
 /// Path of every resource that `configure` registers, as the OpenAPI

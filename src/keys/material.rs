@@ -28,6 +28,9 @@ pub struct LoadedKey {
     pub kid: String,
     pub algorithm: SigningAlgorithm,
     pub encoding: EncodingKey,
+    /// The private key of an asymmetric algorithm, parsed once here;
+    /// `None` for HS256.
+    pub prepared: Option<PreparedKey>,
     pub decoding: DecodingKey,
     /// The public key as published in the JWKS; `None` for HS256.
     pub jwk: Option<Value>,
@@ -43,6 +46,32 @@ impl std::fmt::Debug for LoadedKey {
             .field("algorithm", &self.algorithm)
             .field("retired_at", &self.retired_at)
             .finish_non_exhaustive()
+    }
+}
+
+/// A private key ready to sign with. jsonwebtoken 12 parses the DER key
+/// on every signature, and for EdDSA and ES256 also derives the public
+/// key. `cargo bench --bench tokens` on a 2-core machine measured
+/// medians of 42.8 µs for an EdDSA and 361 µs for an ES256 signature that
+/// way, and 22.6 and 103 µs with a prepared key.
+pub enum PreparedKey {
+    Ed25519(ed25519_dalek::SigningKey),
+    P256(p256::ecdsa::SigningKey),
+    Rsa(rsa::pkcs1v15::SigningKey<sha2::Sha256>),
+}
+
+impl PreparedKey {
+    /// Signs `message` as jsonwebtoken's RustCrypto backend does: Ed25519,
+    /// ECDSA P-256 with SHA-256 as the fixed-size `r || s`, or RSASSA-PKCS1-v1_5
+    /// with SHA-256.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        use jsonwebtoken::signature::{SignatureEncoding, Signer};
+
+        match self {
+            PreparedKey::Ed25519(key) => key.sign(message).to_vec(),
+            PreparedKey::P256(key) => key.sign_recoverable(message).0.to_vec(),
+            PreparedKey::Rsa(key) => key.sign(message).to_vec(),
+        }
     }
 }
 
@@ -187,28 +216,34 @@ impl LoadedKey {
             algorithm,
         };
         let private_key = key.private_key.expose();
-        let (encoding, decoding) = match algorithm {
+        let (encoding, prepared, decoding) = match algorithm {
             SigningAlgorithm::EdDsa => {
                 use ed25519_dalek::pkcs8::DecodePrivateKey;
-                ed25519_dalek::SigningKey::from_pkcs8_der(private_key).map_err(|_| invalid())?;
+                let prepared = ed25519_dalek::SigningKey::from_pkcs8_der(private_key)
+                    .map_err(|_| invalid())?;
                 (
                     EncodingKey::from_ed_der(private_key),
+                    PreparedKey::Ed25519(prepared),
                     DecodingKey::from_ed_der(&key.public_key),
                 )
             }
             SigningAlgorithm::Es256 => {
                 use p256::pkcs8::DecodePrivateKey;
-                p256::SecretKey::from_pkcs8_der(private_key).map_err(|_| invalid())?;
+                let prepared =
+                    p256::ecdsa::SigningKey::from_pkcs8_der(private_key).map_err(|_| invalid())?;
                 (
                     EncodingKey::from_ec_der(private_key),
+                    PreparedKey::P256(prepared),
                     DecodingKey::from_ec_der(&key.public_key),
                 )
             }
             SigningAlgorithm::Rs256 => {
                 use rsa::pkcs1::DecodeRsaPrivateKey;
-                rsa::PrivateKey::from_pkcs1_der(private_key).map_err(|_| invalid())?;
+                let prepared =
+                    rsa::PrivateKey::from_pkcs1_der(private_key).map_err(|_| invalid())?;
                 (
                     EncodingKey::from_rsa_der(private_key),
+                    PreparedKey::Rsa(rsa::pkcs1v15::SigningKey::new(prepared)),
                     DecodingKey::from_rsa_der(&key.public_key),
                 )
             }
@@ -219,6 +254,7 @@ impl LoadedKey {
             kid: key.kid.clone(),
             algorithm,
             encoding,
+            prepared: Some(prepared),
             decoding,
             jwk: Some(jwk),
             created_at: key.created_at,
@@ -257,6 +293,7 @@ pub fn load_hmac_secret(path: &Path) -> Result<LoadedKey, KeyError> {
         algorithm: SigningAlgorithm::Hs256,
         encoding: EncodingKey::from_secret(&secret)
             .map_err(|_| failure("the secret is empty".to_owned()))?,
+        prepared: None,
         decoding: DecodingKey::from_secret(&secret)
             .map_err(|_| failure("the secret is empty".to_owned()))?,
         jwk: None,

@@ -10,7 +10,9 @@
 mod material;
 mod ring;
 
-pub use material::{generate, load_hmac_secret, public_jwk, thumbprint, LoadedKey, RSA_KEY_BITS};
+pub use material::{
+    generate, load_hmac_secret, public_jwk, thumbprint, LoadedKey, PreparedKey, RSA_KEY_BITS,
+};
 pub use ring::{KeyRing, KeyRingSettings, KeySet};
 
 use std::fmt;
