@@ -84,7 +84,16 @@ async fn authenticate(
     state: &AppState,
     authorization: Option<&HeaderValue>,
 ) -> Result<AuthenticatedSignal, ApiError> {
-    let claims = token_from_header(authorization).and_then(|token| state.verifier.verify(token));
+    let token = token_from_header(authorization).map_err(|rejection| reject(rejection, None))?;
+    let mut claims = state.verifier.verify(token);
+    if claims == Err(TokenRejection::UnknownKey)
+        && state
+            .key_ring()
+            .reload_for_unknown_kid(state.store.as_ref(), unix_now())
+            .await
+    {
+        claims = state.verifier.verify(token);
+    }
     let claims = match claims {
         Ok(claims) => claims,
         Err(rejection) => return Err(reject(rejection, None)),

@@ -607,3 +607,54 @@ async fn extractor_protects_own_route() {
     assert_eq!(authorized.status, 200);
     assert_eq!(authorized.body, b"report for fixture-signal");
 }
+
+#[actix_web::test]
+async fn unknown_kid_reloads_keys_once() {
+    let first = TestServer::start().await;
+    // The second server never reloads on a timer in this test, as if its
+    // next timed reload were still far away.
+    let (second_address, _, _) =
+        TestServer::start_on_with(&first.database_path, test_settings(Duration::from_secs(2)))
+            .await;
+
+    let rotated = std::process::Command::new(env!("CARGO_BIN_EXE_nexus-auth"))
+        .args(["keys", "rotate", "--database-url"])
+        .arg(&first.database_path)
+        .output()
+        .unwrap();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let new_kid = String::from_utf8(rotated.stdout).unwrap().trim().to_owned();
+    first
+        .state
+        .key_ring()
+        .refresh(first.store.as_ref(), unix_now())
+        .await
+        .unwrap();
+    let token = first.login(SIGNAL_ID, SIGNAL_TOKEN).await;
+    assert_eq!(header_of(&token)["kid"], new_kid.as_str());
+
+    let mut session = RawRequest::get("/auth/session");
+    session.headers.push((
+        "Authorization".to_owned(),
+        format!("Bearer {token}").into_bytes(),
+    ));
+    let response = common::http::send(second_address, &session).await;
+    assert_eq!(
+        response.status, 200,
+        "a token signed with a key the second server has not loaded yet"
+    );
+
+    let body = json!({ "signalId": SIGNAL_ID, "signalToken": SIGNAL_TOKEN }).to_string();
+    let login = RawRequest::post("/auth/login", Some("application/json"), body);
+    let response = common::http::send(second_address, &login).await;
+    let second_token = response.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        header_of(&second_token)["kid"],
+        new_kid.as_str(),
+        "the reload also switched the second server's signing key"
+    );
+}

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use super::material::{generate, load_hmac_secret, LoadedKey};
 use super::{KeyError, SigningAlgorithm};
@@ -59,9 +60,15 @@ impl KeySet {
     }
 }
 
+/// Minimum time between two reloads that an unknown `kid` triggers, so
+/// that tokens with made-up kids cannot make every request query the store.
+const UNKNOWN_KID_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
 pub struct KeyRing {
     settings: KeyRingSettings,
     current: RwLock<Arc<KeySet>>,
+    /// Time of the last reload that an unknown `kid` triggered.
+    last_unknown_kid_reload: Mutex<Option<Instant>>,
 }
 
 impl KeyRing {
@@ -93,7 +100,33 @@ impl KeyRing {
         Ok(KeyRing {
             settings,
             current: RwLock::new(Arc::new(set)),
+            last_unknown_kid_reload: Mutex::new(None),
         })
+    }
+
+    /// Reloads the keys when a token names a `kid` this ring does not
+    /// know, at most once per `UNKNOWN_KID_RELOAD_INTERVAL`. Another
+    /// instance may have rotated the key since the last timed reload, and
+    /// its fresh tokens would otherwise be rejected here until then.
+    /// Returns whether the ring was reloaded.
+    pub async fn reload_for_unknown_kid(&self, store: &dyn SignalStore, now: i64) -> bool {
+        {
+            let mut last = self
+                .last_unknown_kid_reload
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if last.is_some_and(|last| last.elapsed() < UNKNOWN_KID_RELOAD_INTERVAL) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        match self.refresh(store, now).await {
+            Ok(()) => true,
+            Err(error) => {
+                log::warn!("reloading the signing keys for an unknown kid failed: {error}");
+                false
+            }
+        }
     }
 
     /// Reloads the keys from the store. Keys whose window has ended drop
