@@ -489,3 +489,42 @@ async fn open_errors_hide_password() {
     let error = store::open(&options).await.err().unwrap().to_string();
     assert!(!error.contains("pool timed out"), "{error}");
 }
+
+#[actix_web::test]
+async fn existing_store_required_when_asked() {
+    let Some(schema) = TestSchema::create("existing_store_required_when_asked").await else {
+        return;
+    };
+    let existing_only = StoreOptions {
+        create_if_missing: false,
+        ..StoreOptions::new(schema.url.clone(), TIMEOUT)
+    };
+    match store::open(&existing_only).await {
+        Err(StoreError::NoStore(_)) => {}
+        Err(error) => panic!("expected NoStore, got {error}"),
+        Ok(_) => panic!("opened a schema without tables"),
+    }
+
+    // Nothing was created, so a store that may create one starts empty.
+    let store = store::open(&StoreOptions::new(schema.url.clone(), TIMEOUT))
+        .await
+        .unwrap();
+    store.close().await;
+    let store = store::open(&existing_only).await.unwrap();
+    assert_eq!(store.count_signals().await.unwrap(), 0);
+    store.close().await;
+
+    let password = "Pa55word-that-must-not-leak";
+    for mistyped in [
+        format!("postgres:/postgres:{password}@127.0.0.1/test"),
+        format!("postgres//postgres:{password}@127.0.0.1/test"),
+        format!("postgres:{password}@127.0.0.1/test"),
+    ] {
+        let error = match store::open(&StoreOptions::new(mistyped.clone(), TIMEOUT)).await {
+            Ok(_) => panic!("{mistyped}: opened"),
+            Err(error) => error.to_string(),
+        };
+        assert!(!error.contains(password), "{error}");
+        assert!(error.contains("invalid PostgreSQL URL"), "{error}");
+    }
+}

@@ -77,6 +77,8 @@ pub enum StoreError {
     /// Carries the URL's scheme only, because the rest may hold a password.
     #[error("unsupported database URL scheme {0:?}: use sqlite://PATH, a file path, or postgres://USER@HOST:PORT/DATABASE; check --database-url (NEXUS_AUTH_DATABASE_URL)")]
     UnsupportedUrl(String),
+    #[error("invalid PostgreSQL URL: expected postgres://USER:PASSWORD@HOST:PORT/DATABASE; check --database-url (NEXUS_AUTH_DATABASE_URL)")]
+    InvalidPostgresUrl,
     #[error("no store exists at {0:?}; check --database-url (NEXUS_AUTH_DATABASE_URL), or create one with `serve`, `signals create` or `keys rotate`")]
     NoStore(String),
     #[error("the database URL names no file: use sqlite://PATH or a file path; check --database-url (NEXUS_AUTH_DATABASE_URL)")]
@@ -159,9 +161,11 @@ pub struct StoreOptions {
     /// Time after which an unused pooled connection is closed; `None` keeps
     /// idle connections open.
     pub idle_timeout: Option<Duration>,
-    /// Creates a SQLite file that does not exist yet. Commands that only
-    /// read or change existing data turn it off, so that a mistyped path
-    /// fails instead of creating an empty store.
+    /// Creates the store when it does not exist yet: the SQLite file, or
+    /// the tables in the PostgreSQL schema. Commands that only read or
+    /// change existing data turn it off, so that a mistyped URL fails
+    /// instead of creating an empty store. Migrations of an existing store
+    /// run either way.
     pub create_if_missing: bool,
 }
 
@@ -201,6 +205,13 @@ pub async fn open(options: &StoreOptions) -> Result<Arc<dyn SignalStore>, StoreE
     let url = options.database_url.trim();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Arc::new(PostgresStore::open(url, options).await?));
+    }
+    // A PostgreSQL URL with a typo in its scheme would otherwise be taken
+    // for a SQLite path, and the error would print its password.
+    let lower = url.to_ascii_lowercase();
+    let looks_like_credentials = !url.contains("://") && url.contains(':') && url.contains('@');
+    if lower.starts_with("postgres") || looks_like_credentials && !lower.starts_with("sqlite:") {
+        return Err(StoreError::InvalidPostgresUrl);
     }
     let is_sqlite = url.starts_with("sqlite:") || !url.contains("://");
     if !is_sqlite {

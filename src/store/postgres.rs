@@ -74,6 +74,18 @@ impl PostgresStore {
             .await
             .map_err(|error| open_error(&location, error))?;
 
+        if !settings.create_if_missing {
+            // Commands that only read or change existing data must not
+            // create the tables in a schema that a mistyped URL selects.
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass('signals') IS NOT NULL")
+                .fetch_one(&pool)
+                .await
+                .map_err(|error| open_error(&location, error))?;
+            if !exists {
+                pool.close().await;
+                return Err(StoreError::NoStore(location));
+            }
+        }
         MIGRATOR
             .run(&pool)
             .await
