@@ -135,6 +135,10 @@ impl LoginLimiter {
     }
 
     /// Checks the address limit, which applies before the body is read.
+    // TODO: a failure is recorded only when its login ends, so concurrent
+    // logins that pass this check before any of them is recorded can
+    // exceed the limit by their number. Reserving a count here and
+    // releasing it on success would close that gap.
     pub async fn check_address(&self, address: IpAddr, now: Instant) -> Result<(), Throttle> {
         if let Some(shared) = &self.shared {
             if let Some(verdict) = shared.check_address(address).await {
