@@ -29,12 +29,9 @@ async fn login(address: SocketAddr, id: &str, token: &str) -> (u16, Value) {
 }
 
 async fn session_status(address: SocketAddr, jwt: &str) -> u16 {
-    let mut request = RawRequest::get("/auth/session");
-    request.headers.push((
-        "Authorization".to_owned(),
-        format!("Bearer {jwt}").into_bytes(),
-    ));
-    common::http::send(address, &request).await.status
+    common::http::send(address, &RawRequest::session(jwt))
+        .await
+        .status
 }
 
 async fn jwks(address: SocketAddr) -> Vec<Value> {

@@ -107,14 +107,12 @@ async fn documented_operations_answer_documented_statuses() {
         for (method, operation) in operations.as_object().unwrap() {
             let concrete_path = path.replace("{file}", "index.html");
             let mut request = match method.as_str() {
-                "post" => RawRequest::post(
-                    &concrete_path,
-                    Some("application/json"),
-                    format!(
-                        r#"{{"signalId":"{}","signalToken":"{}"}}"#,
-                        FIXTURE_SIGNALS[0].0, FIXTURE_SIGNALS[0].1
-                    ),
-                ),
+                "post" => {
+                    let mut request =
+                        RawRequest::login_json(FIXTURE_SIGNALS[0].0, FIXTURE_SIGNALS[0].1);
+                    request.path = concrete_path;
+                    request
+                }
                 "get" => RawRequest::get(&concrete_path),
                 "options" => {
                     let mut request = RawRequest::get(&concrete_path);
@@ -124,9 +122,7 @@ async fn documented_operations_answer_documented_statuses() {
                 other => panic!("{path}: no request written for method {other}"),
             };
             if operation.get("security").is_some() {
-                request
-                    .headers
-                    .push(("Authorization".to_owned(), format!("Bearer {token}").into()));
+                request.headers = RawRequest::session(&token).headers;
             }
             let response = server.send(&request).await;
 

@@ -637,19 +637,13 @@ async fn unknown_kid_reloads_keys_once() {
     let token = first.login(SIGNAL_ID, SIGNAL_TOKEN).await;
     assert_eq!(header_of(&token)["kid"], new_kid.as_str());
 
-    let mut session = RawRequest::get("/auth/session");
-    session.headers.push((
-        "Authorization".to_owned(),
-        format!("Bearer {token}").into_bytes(),
-    ));
-    let response = common::http::send(second_address, &session).await;
+    let response = common::http::send(second_address, &RawRequest::session(&token)).await;
     assert_eq!(
         response.status, 200,
         "a token signed with a key the second server has not loaded yet"
     );
 
-    let body = json!({ "signalId": SIGNAL_ID, "signalToken": SIGNAL_TOKEN }).to_string();
-    let login = RawRequest::post("/auth/login", Some("application/json"), body);
+    let login = RawRequest::login_json(SIGNAL_ID, SIGNAL_TOKEN);
     let response = common::http::send(second_address, &login).await;
     let second_token = response.json()["token"].as_str().unwrap().to_owned();
     assert_eq!(
