@@ -1,5 +1,5 @@
-//! In-memory cache of signal lookups, so that under load the store sees at
-//! most one lookup per signal id per TTL on each instance.
+//! In-memory cache of signal lookups, so that under load the store receives
+//! at most one lookup per signal id per TTL on each instance.
 //!
 //! Found and unknown ids are cached alike, so a spray of unknown ids does
 //! not reach the store more often than real ones. Concurrent misses for one

@@ -1,6 +1,7 @@
-//! Browser tests in headless Chromium: the `/docs` page sends a login in
-//! each of the four body formats and shows its 200, and a page on another loopback origin logs in through
-//! CORS, or is blocked when its origin is not allowed.
+//! Browser tests in headless Chromium. The `/docs` page sends a login in
+//! each of the four body formats and shows its 200. A page on another
+//! loopback origin logs in through CORS, and is blocked when its origin is
+//! not allowed.
 //!
 //! They need Debian's `chromium` (`.ci/run` installs it). Without it they
 //! fail when `CI` is set and are skipped with a message otherwise. The
@@ -21,7 +22,7 @@ use headless_chrome::{Browser, LaunchOptions, Tab};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const SIGNAL_ID: &str = FIXTURE_SIGNALS[0].0;
 const SIGNAL_TOKEN: &str = FIXTURE_SIGNALS[0].1;
-/// Longest wait for the page to render or answer, on a loaded 2-core CI
+/// Maximum wait for the page to render or respond, on a loaded 2-core CI
 /// machine.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
 

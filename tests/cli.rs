@@ -334,8 +334,8 @@ fn missing_store_not_created() {
 #[test]
 fn taken_port_leaves_store_untouched() {
     let folder = tempfile::tempdir().unwrap();
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = taken.local_addr().unwrap().to_string();
+    let occupied = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = occupied.local_addr().unwrap().to_string();
 
     let output = nexus_auth()
         .args(["serve", "--bind", &address])

@@ -1,7 +1,7 @@
-//! The OpenAPI document and the `/docs` page: the document is valid
-//! OpenAPI 3.1, it names every route the server registers, each documented
-//! operation answers with a documented status, and the page's files are
-//! all served by the binary.
+//! The OpenAPI document and the `/docs` page. The document is valid
+//! OpenAPI 3.1 and names every route the server registers. Each documented
+//! operation returns a documented status, and the binary serves every file
+//! of the page.
 //!
 //! `schemas/openapi-3.1.json` is the OpenAPI Initiative's JSON Schema for
 //! 3.1 documents (https://spec.openapis.org/oas/3.1/schema/2022-10-07,
@@ -93,7 +93,7 @@ async fn document_lists_every_route() {
 }
 
 /// Sends each documented operation once and checks that the server
-/// answers with one of the statuses documented for it, so that a path in
+/// responds with one of the statuses documented for it, so that a path in
 /// the document is a path the server serves.
 #[actix_web::test]
 async fn documented_operations_answer_documented_statuses() {

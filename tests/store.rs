@@ -491,8 +491,8 @@ async fn open_errors_hide_password() {
 }
 
 #[actix_web::test]
-async fn existing_store_required_when_asked() {
-    let Some(schema) = TestSchema::create("existing_store_required_when_asked").await else {
+async fn open_without_create_needs_tables() {
+    let Some(schema) = TestSchema::create("open_without_create_needs_tables").await else {
         return;
     };
     let existing_only = StoreOptions {

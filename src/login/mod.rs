@@ -261,7 +261,7 @@ fn log_attempt(attempt: &Attempt, status: u16, started: Instant) {
 }
 
 /// Lists the methods of the login route. With `--cors-origin`, a CORS
-/// preflight from an allowed origin is answered by the CORS middleware
+/// preflight from an allowed origin is handled by the CORS middleware
 /// instead, with its `Access-Control-Allow-*` headers.
 #[utoipa::path(
     options,
