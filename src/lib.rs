@@ -20,7 +20,7 @@
 //! - `operations`, `metrics`: health, readiness and Prometheus metrics.
 //!   `openapi`: the OpenAPI document and the `/docs` page.
 //! - `app`: shared server state. `tls`: HTTPS certificates. `cli`: the
-//!   command line.
+//!   command line. `log_output`: batched writes of log lines.
 //! - `bench_floor`: the load benchmark's baseline route, only with the
 //!   `bench-floor` feature.
 
@@ -33,6 +33,7 @@ pub mod cors;
 pub mod error;
 pub mod jwks;
 pub mod keys;
+pub mod log_output;
 pub mod login;
 pub mod metrics;
 pub mod openapi;

@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = nexus_auth::cli::parse();
-    nexus_auth::cli::init_logging();
-    actix_web::rt::System::new().block_on(nexus_auth::cli::run(cli))
+    nexus_auth::cli::init_logging(&cli);
+    let code = actix_web::rt::System::new().block_on(nexus_auth::cli::run(cli));
+    nexus_auth::log_output::flush();
+    code
 }

@@ -164,9 +164,27 @@ fn setting_hint(error: &clap::Error) -> Option<String> {
     ))
 }
 
-/// Starts logging at `info` and above, or at the level that `RUST_LOG` sets.
-pub fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+/// Starts logging at `info` and above, or at the level that `RUST_LOG` sets,
+/// to standard error, without colours. `serve` logs through `log_output`'s
+/// writer thread; the short commands write each line at once, so that it
+/// comes before their own messages.
+pub fn init_logging(cli: &Cli) {
+    let env = env_logger::Env::default().default_filter_or("info");
+    let mut builder = env_logger::Builder::from_env(env);
+    if !matches!(cli.command, Command::Serve(_)) {
+        builder.init();
+        return;
+    }
+    match crate::log_output::BatchedLog::install() {
+        Ok(log) => {
+            builder.target(env_logger::Target::Pipe(Box::new(log)));
+        }
+        Err(error) => eprintln!(
+            "warning: could not start the log writer thread ({error}); \
+             writing each log line directly"
+        ),
+    }
+    builder.init();
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -179,6 +197,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
+            crate::log_output::flush();
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
