@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::Header;
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{KeyRing, PreparedKey};
+use crate::keys::{KeyRing, LoadedKey};
 use crate::secret::Jwt;
 
 /// Claims of an issued token. Field names are the registered JWT claim names
@@ -70,24 +69,19 @@ impl Signer {
         now: i64,
     ) -> Result<IssuedToken, jsonwebtoken::errors::Error> {
         let expires_at = now.saturating_add_unsigned(self.settings.ttl_seconds);
-        let claims = Claims {
-            sub: signal_id.to_owned(),
-            signal_id: signal_id.to_owned(),
+        let mut jti = uuid::Uuid::encode_buffer();
+        let claims = ClaimsToSign {
+            sub: signal_id,
+            signal_id,
             iat: now,
             nbf: now,
             exp: expires_at,
-            jti: uuid::Uuid::new_v4().to_string(),
-            iss: self.settings.issuer.clone(),
-            aud: self.settings.audience.clone(),
+            jti: uuid::Uuid::new_v4().hyphenated().encode_lower(&mut jti),
+            iss: &self.settings.issuer,
+            aud: self.settings.audience.as_deref(),
         };
         let keys = self.ring.current();
-        let mut header = Header::new(keys.active.algorithm.jwt_algorithm());
-        header.kid = Some(keys.active.kid.clone());
-
-        let token = match &keys.active.prepared {
-            Some(key) => encode_prepared(&header, &claims, key)?,
-            None => jsonwebtoken::encode(&header, &claims, &keys.active.encoding)?,
-        };
+        let token = encode(&keys.active, &claims)?;
         Ok(IssuedToken {
             token: Jwt::new(token),
             issued_at: now,
@@ -96,18 +90,36 @@ impl Signer {
     }
 }
 
+/// `Claims` as the signer writes them, borrowing its strings instead of
+/// copying them. Members and their order are those of `Claims`, which a
+/// test checks.
+#[derive(Serialize)]
+struct ClaimsToSign<'a> {
+    sub: &'a str,
+    #[serde(rename = "signalId")]
+    signal_id: &'a str,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    jti: &'a str,
+    iss: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+}
+
 /// Encodes and signs a JWT as `jsonwebtoken::encode` does (base64url of the
-/// header's and the claims' JSON, then of the signature), with a key parsed
-/// once instead of on every call.
-fn encode_prepared(
-    header: &Header,
-    claims: &Claims,
-    key: &PreparedKey,
-) -> Result<String, jsonwebtoken::errors::Error> {
-    let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header)?);
+/// header's and the claims' JSON, then of the signature), with the header
+/// and the key that `key` prepared at load.
+fn encode(key: &LoadedKey, claims: &ClaimsToSign) -> Result<String, jsonwebtoken::errors::Error> {
+    let claims = serde_json::to_vec(claims)?;
+    // Base64 turns 3 bytes into 4 characters. The largest signature, RS256's
+    // 256 bytes, takes 342 of the 384 characters added for it and the dots.
+    let mut token =
+        String::with_capacity(key.header_segment.len() + claims.len() * 4 / 3 + 4 + 384);
+    token.push_str(&key.header_segment);
     token.push('.');
-    URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(claims)?, &mut token);
-    let signature = key.sign(token.as_bytes());
+    URL_SAFE_NO_PAD.encode_string(claims, &mut token);
+    let signature = key.prepared.sign(token.as_bytes());
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(signature, &mut token);
     Ok(token)
@@ -116,10 +128,11 @@ fn encode_prepared(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{generate, LoadedKey, SigningAlgorithm};
+    use crate::keys::{generate, load_hmac_secret, SigningAlgorithm};
+    use jsonwebtoken::Header;
 
     #[test]
-    fn prepared_tokens_match_jsonwebtoken() {
+    fn tokens_match_jsonwebtoken() {
         let claims = Claims {
             sub: "sensor".to_owned(),
             signal_id: "sensor".to_owned(),
@@ -130,23 +143,40 @@ mod tests {
             iss: "nexus-auth".to_owned(),
             aud: Some("audience".to_owned()),
         };
+        let borrowed = ClaimsToSign {
+            sub: &claims.sub,
+            signal_id: &claims.signal_id,
+            iat: claims.iat,
+            nbf: claims.nbf,
+            exp: claims.exp,
+            jti: &claims.jti,
+            iss: &claims.iss,
+            aud: claims.aud.as_deref(),
+        };
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), [7u8; 48]).unwrap();
 
+        let mut keys = vec![load_hmac_secret(secret.path()).unwrap()];
         for algorithm in [
             SigningAlgorithm::EdDsa,
             SigningAlgorithm::Es256,
             SigningAlgorithm::Rs256,
         ] {
             let stored = generate(algorithm, 1_000).unwrap();
-            let key = LoadedKey::from_stored(&stored).unwrap();
-            let mut header = Header::new(algorithm.jwt_algorithm());
+            keys.push(LoadedKey::from_stored(&stored).unwrap());
+        }
+
+        for key in keys {
+            let mut header = Header::new(key.algorithm.jwt_algorithm());
             header.kid = Some(key.kid.clone());
 
-            let ours = encode_prepared(&header, &claims, key.prepared.as_ref().unwrap()).unwrap();
+            let ours = encode(&key, &borrowed).unwrap();
             let library = jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap();
 
-            // Ed25519, ECDSA with RFC 6979 nonces and RSASSA-PKCS1-v1_5 are
-            // deterministic, so equal inputs give equal tokens.
-            assert_eq!(ours, library, "{algorithm}");
+            // HMAC, Ed25519, ECDSA with RFC 6979 nonces and
+            // RSASSA-PKCS1-v1_5 are deterministic, so equal inputs give
+            // equal tokens.
+            assert_eq!(ours, library, "{}", key.algorithm);
         }
     }
 }
