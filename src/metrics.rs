@@ -12,6 +12,9 @@ use prometheus::{
 
 use crate::rate_limit::RedisMetrics;
 
+/// The `outcome` label of a login that issued a token.
+pub const ISSUED: &str = "issued";
+
 /// Upper bounds of the latency buckets, in seconds.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -21,7 +24,11 @@ pub struct Metrics {
     registry: Registry,
     /// Login attempts by `outcome` (`issued` or the error code) and
     /// `format` (the body format, or `unknown` before it is known).
-    pub login_attempts: IntCounterVec,
+    login_attempts: IntCounterVec,
+    /// The `issued` series of `login_attempts` by format name, resolved
+    /// once at start, because looking up a series hashes its label values
+    /// and every successful login counts one.
+    issued: Vec<(&'static str, IntCounter)>,
     /// Request latency by `route` pattern and `method`.
     pub request_duration: HistogramVec,
     /// Failed or timed-out store queries.
@@ -46,6 +53,12 @@ impl Metrics {
             &["outcome", "format"],
         )
         .expect("valid metric");
+        let issued = crate::login::extract::format_names()
+            .map(|format| {
+                let counter = login_attempts.with_label_values(&[ISSUED, format]);
+                (format, counter)
+            })
+            .collect();
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "nexus_auth_http_request_duration_seconds",
@@ -112,6 +125,7 @@ impl Metrics {
         Self {
             registry,
             login_attempts,
+            issued,
             request_duration,
             store_errors,
             rate_limited,
@@ -119,6 +133,19 @@ impl Metrics {
             rate_limit_shared,
             signing_key,
         }
+    }
+
+    /// Counts one login attempt with its `outcome` and body `format`.
+    pub fn count_login(&self, outcome: &str, format: &str) {
+        if outcome == ISSUED {
+            if let Some((_, counter)) = self.issued.iter().find(|(name, _)| *name == format) {
+                counter.inc();
+                return;
+            }
+        }
+        self.login_attempts
+            .with_label_values(&[outcome, format])
+            .inc();
     }
 
     /// Returns the metrics that the rate limiter's Redis backend updates.

@@ -148,7 +148,7 @@ pub(crate) async fn post_login(
 
     log_attempt(&attempt, response.status().as_u16(), started);
     let outcome = match response.status().as_u16() {
-        200 => "issued",
+        200 => crate::metrics::ISSUED,
         _ => attempt.error_code.unwrap_or("internal-error"),
     };
     let format = if attempt.format == "-" {
@@ -156,11 +156,7 @@ pub(crate) async fn post_login(
     } else {
         attempt.format
     };
-    state
-        .metrics
-        .login_attempts
-        .with_label_values(&[outcome, format])
-        .inc();
+    state.metrics.count_login(outcome, format);
     response
 }
 
@@ -234,12 +230,20 @@ async fn login(
         ttl,
         issued_at: issued.issued_at,
         expires_at: issued.expires_at,
-        expires_in: issued.expires_at - unix_now(),
+        expires_in: issued.expires_at - now,
     };
+    // Sized for the token and the other members, so that serializing does
+    // not grow the buffer.
+    let mut json = Vec::with_capacity(body.token.len() + 2 * body.signal_id.len() + 160);
+    serde_json::to_writer(&mut json, &body).map_err(|error| {
+        log::error!("serializing a login response failed: {error}");
+        ApiError::Internal
+    })?;
     Ok(HttpResponse::Ok()
+        .insert_header(header::ContentType::json())
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
-        .json(body))
+        .body(json))
 }
 
 fn log_attempt(attempt: &Attempt, status: u16, started: Instant) {

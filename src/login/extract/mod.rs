@@ -35,6 +35,12 @@ pub struct BodyFormat {
 
 const FORMATS: &[BodyFormat] = &[json::FORMAT, multipart::FORMAT, text::FORMAT, form::FORMAT];
 
+/// Returns the short name of every body format, as log lines and metrics
+/// label them.
+pub fn format_names() -> impl Iterator<Item = &'static str> {
+    FORMATS.iter().map(|format| format.name)
+}
+
 /// The format of a request without `Content-Type`.
 const DEFAULT_FORMAT: &BodyFormat = &text::FORMAT;
 
