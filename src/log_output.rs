@@ -6,29 +6,56 @@
 //! system call, under the standard error lock that all workers share, cost
 //! about a tenth of a login's CPU time (see BENCHMARKS.md). Here a line is
 //! copied into a buffer, and the writer thread writes the buffer at most
-//! `FLUSH_INTERVAL` after its first line arrived. Lines keep their order.
-//! No line is dropped: once `MAX_BUFFERED` bytes are waiting, the thread
-//! that logs writes the buffer itself, so a blocked standard error slows
-//! logging down as it did before instead of growing memory.
+//! `FLUSH_INTERVAL` after its first line arrived, in order.
 //!
-//! `flush` writes what is waiting. The binary calls it before it exits, and
+//! A thread that logs never waits for standard error. When nothing reads
+//! it (a pipe whose reader stalls), the buffer fills up to `MAX_BUFFERED`
+//! bytes and further lines are dropped, so that requests, health checks
+//! and shutdown go on. Dropped lines are counted in
+//! `nexus_auth_log_lines_dropped_total`, and once standard error takes
+//! writes again, one line says how many were dropped.
+//!
+//! `flush` writes what is waiting, giving up after `EXIT_FLUSH_TIMEOUT`
+//! when standard error is blocked. The binary calls it before it exits, and
 //! the panic hook that `install` sets calls it before the panic message.
 
 use std::io::{self, Write};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, LazyLock, Mutex, MutexGuard, OnceLock};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use prometheus::IntCounter;
 
 /// Maximum time a logged line waits in the buffer.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 
-/// Buffer size, in bytes, at which the logging thread writes the buffer
-/// itself instead of leaving it to the writer thread.
+/// Buffer size, in bytes, past which lines are dropped: about 9,000 login
+/// lines.
 const MAX_BUFFERED: usize = 1 << 20;
+
+/// Maximum time `flush` waits for standard error to take the last lines.
+const EXIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Log lines dropped because the buffer was full, since the process started.
+static DROPPED_LINES: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "nexus_auth_log_lines_dropped_total",
+        "Log lines dropped because standard error did not take writes.",
+    )
+    .expect("valid metric")
+});
+
+/// Returns the counter of dropped log lines, for the metrics registry.
+pub fn dropped_lines_counter() -> IntCounter {
+    DROPPED_LINES.clone()
+}
 
 struct Shared {
     /// Lines not yet written.
     pending: Mutex<Vec<u8>>,
+    /// Lines dropped since the last line that reported drops.
+    dropped_unreported: AtomicU64,
     /// Signalled when `pending` stops being empty.
     filled: Condvar,
     /// Destination of the batches: standard error outside the tests. It is
@@ -41,6 +68,7 @@ impl Shared {
     fn new(output: Box<dyn Write + Send>) -> Arc<Shared> {
         Arc::new(Shared {
             pending: Mutex::default(),
+            dropped_unreported: AtomicU64::new(0),
             filled: Condvar::new(),
             output: Mutex::new(output),
         })
@@ -84,16 +112,24 @@ impl BatchedLog {
 }
 
 impl Write for BatchedLog {
+    /// Buffers `bytes`, which env_logger passes as one whole record, or
+    /// drops them when the buffer is full.
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         let mut pending = lock(&self.shared.pending);
         let was_empty = pending.is_empty();
+        // A first line always fits, so that one long line is not dropped.
+        if !was_empty && pending.len() + bytes.len() > MAX_BUFFERED {
+            drop(pending);
+            DROPPED_LINES.inc();
+            self.shared
+                .dropped_unreported
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(bytes.len());
+        }
         pending.extend_from_slice(bytes);
-        let full = pending.len() >= MAX_BUFFERED;
         drop(pending);
 
-        if full {
-            write_pending(&self.shared)?;
-        } else if was_empty {
+        if was_empty {
             self.shared.filled.notify_one();
         }
         Ok(bytes.len())
@@ -105,12 +141,26 @@ impl Write for BatchedLog {
 }
 
 /// Writes the lines waiting in the installed writer to standard error.
-/// Does nothing when no writer is installed.
+/// Gives up after `EXIT_FLUSH_TIMEOUT` if standard error does not take
+/// them. Does nothing when no writer is installed.
 pub fn flush() {
-    if let Some(shared) = INSTALLED.get() {
-        // Standard error is the last resort for reporting anything, so a
-        // failed write has nowhere to go.
-        let _ = write_pending(shared);
+    let Some(shared) = INSTALLED.get() else {
+        return;
+    };
+    // The write runs on its own thread, because a write to a pipe that
+    // nobody reads blocks until the process exits.
+    let shared = Arc::clone(shared);
+    let (done, finished) = mpsc::channel();
+    let flushing = thread::Builder::new()
+        .name("log-flush".to_owned())
+        .spawn(move || {
+            // Standard error is the last resort for reporting anything, so
+            // a failed write has nowhere to go.
+            let _ = write_pending(&shared);
+            let _ = done.send(());
+        });
+    if flushing.is_ok() {
+        let _ = finished.recv_timeout(EXIT_FLUSH_TIMEOUT);
     }
 }
 
@@ -132,14 +182,31 @@ fn write_batches(shared: &Shared) {
     }
 }
 
-/// Takes the buffer and writes it to the output.
+/// Takes the buffer and writes it to the output, followed by a line that
+/// reports lines dropped since the last such line.
 fn write_pending(shared: &Shared) -> io::Result<()> {
     let mut output = lock(&shared.output);
     let batch = std::mem::take(&mut *lock(&shared.pending));
-    if batch.is_empty() {
-        return Ok(());
+    if !batch.is_empty() {
+        output.write_all(&batch)?;
     }
-    output.write_all(&batch)?;
+
+    let dropped = shared.dropped_unreported.swap(0, Ordering::Relaxed);
+    if dropped > 0 {
+        // Written directly rather than logged, in env_logger's format, so
+        // that the report cannot be dropped itself.
+        let now = humantime::format_rfc3339_seconds(SystemTime::now());
+        let noun = if dropped == 1 { "line" } else { "lines" };
+        let report = format!(
+            "[{now} WARN  nexus_auth::log_output] dropped {dropped} log {noun} because standard error did not take writes\n"
+        );
+        if let Err(error) = output.write_all(report.as_bytes()) {
+            shared
+                .dropped_unreported
+                .fetch_add(dropped, Ordering::Relaxed);
+            return Err(error);
+        }
+    }
     output.flush()
 }
 
@@ -194,20 +261,44 @@ mod tests {
     }
 
     #[test]
-    fn full_buffer_written_by_caller() {
+    fn full_buffer_drops_and_reports() {
         let collected = Collected::default();
-        // No writer thread runs for this writer, so only the caller can
-        // empty the buffer.
+        // No writer thread runs for this writer, so lines stay buffered
+        // until the test writes them out.
+        let mut log = BatchedLog {
+            shared: Shared::new(Box::new(collected.clone())),
+        };
+        let dropped_before = DROPPED_LINES.get();
+
+        log.write_all(b"first\n").unwrap();
+        log.write_all(&vec![b'x'; MAX_BUFFERED]).unwrap();
+        log.write_all(b"third\n").unwrap();
+        assert!(lock(&collected.0).is_empty());
+        assert_eq!(lock(&log.shared.pending).as_slice(), b"first\nthird\n");
+        assert!(DROPPED_LINES.get() > dropped_before);
+
+        write_pending(&log.shared).unwrap();
+        let written = String::from_utf8(lock(&collected.0).clone()).unwrap();
+        assert!(written.starts_with("first\nthird\n"), "{written}");
+        assert!(
+            written.ends_with("dropped 1 log line because standard error did not take writes\n"),
+            "{written}"
+        );
+
+        lock(&collected.0).clear();
+        log.write_all(b"fourth\n").unwrap();
+        write_pending(&log.shared).unwrap();
+        assert_eq!(lock(&collected.0).as_slice(), b"fourth\n");
+    }
+
+    #[test]
+    fn long_first_line_kept() {
+        let collected = Collected::default();
         let mut log = BatchedLog {
             shared: Shared::new(Box::new(collected.clone())),
         };
 
-        log.write_all(b"first\n").unwrap();
-        assert!(lock(&collected.0).is_empty());
-
-        log.write_all(&vec![b'x'; MAX_BUFFERED]).unwrap();
-        assert_eq!(lock(&collected.0).len(), MAX_BUFFERED + 6);
-        assert!(lock(&collected.0).starts_with(b"first\n"));
-        assert!(lock(&log.shared.pending).is_empty());
+        log.write_all(&vec![b'x'; MAX_BUFFERED + 1]).unwrap();
+        assert_eq!(lock(&log.shared.pending).len(), MAX_BUFFERED + 1);
     }
 }

@@ -1,5 +1,5 @@
 //! Prometheus metrics: login outcomes, request latency, store errors, rate
-//! limiting, Redis errors and the active signing key.
+//! limiting, Redis errors, the active signing key and dropped log lines.
 //!
 //! Labels never carry a signal id, a token or a client address: their
 //! values come from small fixed sets (outcomes, body formats, route
@@ -117,6 +117,7 @@ impl Metrics {
             Box::new(redis_errors.clone()),
             Box::new(rate_limit_shared.clone()),
             Box::new(signing_key.clone()),
+            Box::new(crate::log_output::dropped_lines_counter()),
         ] {
             registry
                 .register(collector)
