@@ -11,16 +11,17 @@
 //! A thread that logs never waits for standard error. When nothing reads
 //! it (a pipe whose reader stalls), the buffer fills up to `MAX_BUFFERED`
 //! bytes and further lines are dropped, so that requests, health checks
-//! and shutdown go on. Dropped lines are counted in
+//! and shutdown go on. Lines that a failed write loses (a full disk, a
+//! closed pipe) are handled the same way. Both are counted in
 //! `nexus_auth_log_lines_dropped_total`, and once standard error takes
-//! writes again, one line says how many were dropped.
+//! writes again, one line after the last line written before the gap
+//! reports how many were lost.
 //!
 //! `flush` writes what is waiting, giving up after `EXIT_FLUSH_TIMEOUT`
 //! when standard error is blocked. The binary calls it before it exits, and
 //! the panic hook that `install` sets calls it before the panic message.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, LazyLock, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, SystemTime};
@@ -52,25 +53,43 @@ pub fn dropped_lines_counter() -> IntCounter {
 }
 
 struct Shared {
-    /// Lines not yet written.
-    pending: Mutex<Vec<u8>>,
-    /// Lines dropped since the last line that reported drops.
-    dropped_unreported: AtomicU64,
+    pending: Mutex<Pending>,
     /// Signalled when `pending` stops being empty.
     filled: Condvar,
-    /// Destination of the batches: standard error outside the tests. It is
-    /// locked while a batch is written, so that batches arrive in the order
-    /// they were taken, and always before `pending`.
-    output: Mutex<Box<dyn Write + Send>>,
+    /// The destination, locked while a batch is written so that batches
+    /// arrive in the order they were taken. Always locked before `pending`.
+    output: Mutex<Output>,
+}
+
+/// Lines not yet written, and the lines dropped after them.
+#[derive(Default)]
+struct Pending {
+    lines: Vec<u8>,
+    /// Lines dropped because `lines` was full. They came after every line
+    /// in `lines`, so the report of them goes after those.
+    dropped: u64,
+}
+
+/// Destination of the batches: standard error outside the tests.
+struct Output {
+    sink: Box<dyn Write + Send>,
+    /// Lines lost and not yet reported.
+    unreported: u64,
+    /// Whether a failed write stopped inside a line, so that the next write
+    /// must start a new line.
+    inside_line: bool,
 }
 
 impl Shared {
-    fn new(output: Box<dyn Write + Send>) -> Arc<Shared> {
+    fn new(sink: Box<dyn Write + Send>) -> Arc<Shared> {
         Arc::new(Shared {
             pending: Mutex::default(),
-            dropped_unreported: AtomicU64::new(0),
             filled: Condvar::new(),
-            output: Mutex::new(output),
+            output: Mutex::new(Output {
+                sink,
+                unreported: 0,
+                inside_line: false,
+            }),
         })
     }
 }
@@ -116,17 +135,15 @@ impl Write for BatchedLog {
     /// drops them when the buffer is full.
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         let mut pending = lock(&self.shared.pending);
-        let was_empty = pending.is_empty();
+        let was_empty = pending.lines.is_empty();
         // A first line always fits, so that one long line is not dropped.
-        if !was_empty && pending.len() + bytes.len() > MAX_BUFFERED {
+        if !was_empty && pending.lines.len() + bytes.len() > MAX_BUFFERED {
+            pending.dropped += 1;
             drop(pending);
             DROPPED_LINES.inc();
-            self.shared
-                .dropped_unreported
-                .fetch_add(1, Ordering::Relaxed);
             return Ok(bytes.len());
         }
-        pending.extend_from_slice(bytes);
+        pending.lines.extend_from_slice(bytes);
         drop(pending);
 
         if was_empty {
@@ -159,6 +176,8 @@ pub fn flush() {
             let _ = write_pending(&shared);
             let _ = done.send(());
         });
+    // NOTE: lines still waiting after the timeout are lost, and nothing
+    // reports them, because standard error is where a report would go.
     if flushing.is_ok() {
         let _ = finished.recv_timeout(EXIT_FLUSH_TIMEOUT);
     }
@@ -169,7 +188,7 @@ pub fn flush() {
 fn write_batches(shared: &Shared) {
     loop {
         let mut pending = lock(&shared.pending);
-        while pending.is_empty() {
+        while pending.lines.is_empty() {
             pending = shared
                 .filled
                 .wait(pending)
@@ -182,32 +201,90 @@ fn write_batches(shared: &Shared) {
     }
 }
 
-/// Takes the buffer and writes it to the output, followed by a line that
-/// reports lines dropped since the last such line.
+/// Takes the buffer and writes it to the output. A line that reports lost
+/// lines goes where they were lost: before the batch for lines that an
+/// earlier write failed to write, and after it for lines dropped because
+/// the batch was full.
 fn write_pending(shared: &Shared) -> io::Result<()> {
     let mut output = lock(&shared.output);
-    let batch = std::mem::take(&mut *lock(&shared.pending));
-    if !batch.is_empty() {
-        output.write_all(&batch)?;
-    }
+    let (batch, dropped) = {
+        let mut pending = lock(&shared.pending);
+        let batch = std::mem::take(&mut pending.lines);
+        (batch, std::mem::take(&mut pending.dropped))
+    };
+    output.write_report()?;
+    output.write_lines(&batch)?;
+    output.unreported += dropped;
+    output.write_report()?;
+    output.sink.flush()
+}
 
-    let dropped = shared.dropped_unreported.swap(0, Ordering::Relaxed);
-    if dropped > 0 {
-        // Written directly rather than logged, in env_logger's format, so
-        // that the report cannot be dropped itself.
+impl Output {
+    /// Writes one line that reports the lines lost since the last such line,
+    /// if any were. It is written directly rather than logged, in
+    /// env_logger's format, so that it cannot be dropped itself.
+    fn write_report(&mut self) -> io::Result<()> {
+        let lost = self.unreported;
+        if lost == 0 {
+            return Ok(());
+        }
         let now = humantime::format_rfc3339_seconds(SystemTime::now());
-        let noun = if dropped == 1 { "line" } else { "lines" };
+        let noun = if lost == 1 { "line" } else { "lines" };
         let report = format!(
-            "[{now} WARN  nexus_auth::log_output] dropped {dropped} log {noun} because standard error did not take writes\n"
+            "[{now} WARN  nexus_auth::log_output] dropped {lost} log {noun} because standard error did not take writes\n"
         );
-        if let Err(error) = output.write_all(report.as_bytes()) {
-            shared
-                .dropped_unreported
-                .fetch_add(dropped, Ordering::Relaxed);
+        self.unreported = 0;
+        if let Err((error, written)) = self.write_after_break(report.as_bytes()) {
+            // The report is not a log line, so a failure counts nothing
+            // more, and the lines it reported stay unreported.
+            self.inside_line = written > 0 && report.as_bytes()[written - 1] != b'\n';
+            self.unreported = lost;
             return Err(error);
         }
+        Ok(())
     }
-    output.flush()
+
+    /// Writes `lines`, whole lines ending in a line break. When a write
+    /// fails, the lines that did not get out in full are counted as lost,
+    /// and a line cut short is ended before the next write.
+    fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let Err((error, written)) = self.write_after_break(lines) else {
+            return Ok(());
+        };
+        let lost = lines[written..]
+            .iter()
+            .filter(|byte| **byte == b'\n')
+            .count() as u64;
+        DROPPED_LINES.inc_by(lost);
+        self.unreported += lost;
+        if written > 0 && lines[written - 1] != b'\n' {
+            self.inside_line = true;
+        }
+        Err(error)
+    }
+
+    /// Writes `lines` after the line break that a torn line needs. On
+    /// failure, returns the error and the number of bytes of `lines`
+    /// written.
+    fn write_after_break(&mut self, lines: &[u8]) -> Result<(), (io::Error, usize)> {
+        if self.inside_line {
+            self.sink.write_all(b"\n").map_err(|error| (error, 0))?;
+            self.inside_line = false;
+        }
+        let mut written = 0;
+        while written < lines.len() {
+            match self.sink.write(&lines[written..]) {
+                Ok(0) => return Err((io::ErrorKind::WriteZero.into(), written)),
+                Ok(count) => written += count,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err((error, written)),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Locks `mutex` even if a thread panicked while holding it. The buffer is
@@ -257,7 +334,7 @@ mod tests {
             thread::sleep(FLUSH_INTERVAL);
         }
         assert_eq!(*lock(&collected.0), expected);
-        assert!(lock(&log.shared.pending).is_empty());
+        assert!(lock(&log.shared.pending).lines.is_empty());
     }
 
     #[test]
@@ -274,7 +351,10 @@ mod tests {
         log.write_all(&vec![b'x'; MAX_BUFFERED]).unwrap();
         log.write_all(b"third\n").unwrap();
         assert!(lock(&collected.0).is_empty());
-        assert_eq!(lock(&log.shared.pending).as_slice(), b"first\nthird\n");
+        assert_eq!(
+            lock(&log.shared.pending).lines.as_slice(),
+            b"first\nthird\n"
+        );
         assert!(DROPPED_LINES.get() > dropped_before);
 
         write_pending(&log.shared).unwrap();
@@ -299,6 +379,58 @@ mod tests {
         };
 
         log.write_all(&vec![b'x'; MAX_BUFFERED + 1]).unwrap();
-        assert_eq!(lock(&log.shared.pending).len(), MAX_BUFFERED + 1);
+        assert_eq!(lock(&log.shared.pending).lines.len(), MAX_BUFFERED + 1);
+    }
+
+    /// An output that takes a limited number of bytes and then fails, like
+    /// a full disk, until `room` is raised.
+    #[derive(Clone, Default)]
+    struct Cramped {
+        written: Arc<Mutex<Vec<u8>>>,
+        room: Arc<Mutex<usize>>,
+    }
+
+    impl Write for Cramped {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let mut room = lock(&self.room);
+            if *room == 0 {
+                return Err(io::Error::other("no space left"));
+            }
+            let count = bytes.len().min(*room);
+            *room -= count;
+            lock(&self.written).extend_from_slice(&bytes[..count]);
+            Ok(count)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn failed_write_counted_and_line_ended() {
+        let cramped = Cramped::default();
+        *lock(&cramped.room) = 7;
+        let mut log = BatchedLog {
+            shared: Shared::new(Box::new(cramped.clone())),
+        };
+        let dropped_before = DROPPED_LINES.get();
+
+        log.write_all(b"aaaa\nbbbb\ncccc\n").unwrap();
+        assert!(write_pending(&log.shared).is_err());
+        assert_eq!(lock(&cramped.written).as_slice(), b"aaaa\nbb");
+        assert!(DROPPED_LINES.get() >= dropped_before + 2);
+
+        *lock(&cramped.room) = usize::MAX;
+        log.write_all(b"dddd\n").unwrap();
+        write_pending(&log.shared).unwrap();
+        let written = String::from_utf8(lock(&cramped.written).clone()).unwrap();
+        assert!(written.starts_with("aaaa\nbb\n["), "{written}");
+        assert!(
+            written.ends_with(
+                "dropped 2 log lines because standard error did not take writes\ndddd\n"
+            ),
+            "{written}"
+        );
     }
 }
