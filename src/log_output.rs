@@ -234,10 +234,9 @@ impl Output {
             "[{now} WARN  nexus_auth::log_output] dropped {lost} log {noun} because standard error did not take writes\n"
         );
         self.unreported = 0;
-        if let Err((error, written)) = self.write_after_break(report.as_bytes()) {
+        if let Err((error, _)) = self.write_after_break(report.as_bytes()) {
             // The report is not a log line, so a failure counts nothing
             // more, and the lines it reported stay unreported.
-            self.inside_line = written > 0 && report.as_bytes()[written - 1] != b'\n';
             self.unreported = lost;
             return Err(error);
         }
@@ -245,8 +244,7 @@ impl Output {
     }
 
     /// Writes `lines`, whole lines ending in a line break. When a write
-    /// fails, the lines that did not get out in full are counted as lost,
-    /// and a line cut short is ended before the next write.
+    /// fails, the lines that did not get out in full are counted as lost.
     fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
         if lines.is_empty() {
             return Ok(());
@@ -260,15 +258,12 @@ impl Output {
             .count() as u64;
         DROPPED_LINES.inc_by(lost);
         self.unreported += lost;
-        if written > 0 && lines[written - 1] != b'\n' {
-            self.inside_line = true;
-        }
         Err(error)
     }
 
-    /// Writes `lines` after the line break that a torn line needs. On
-    /// failure, returns the error and the number of bytes of `lines`
-    /// written.
+    /// Writes `lines` after the line break that a torn line needs, and
+    /// records whether a failed write cut a line short. On failure, returns
+    /// the error and the number of bytes of `lines` written.
     fn write_after_break(&mut self, lines: &[u8]) -> Result<(), (io::Error, usize)> {
         if self.inside_line {
             self.sink.write_all(b"\n").map_err(|error| (error, 0))?;
@@ -276,12 +271,17 @@ impl Output {
         }
         let mut written = 0;
         while written < lines.len() {
-            match self.sink.write(&lines[written..]) {
-                Ok(0) => return Err((io::ErrorKind::WriteZero.into(), written)),
-                Ok(count) => written += count,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err((error, written)),
-            }
+            let error = match self.sink.write(&lines[written..]) {
+                Ok(0) => io::ErrorKind::WriteZero.into(),
+                Ok(count) => {
+                    written += count;
+                    continue;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => error,
+            };
+            self.inside_line = written > 0 && lines[written - 1] != b'\n';
+            return Err((error, written));
         }
         Ok(())
     }

@@ -311,17 +311,16 @@ pub fn load_hmac_secret(path: &Path) -> Result<LoadedKey, KeyError> {
     hasher.update(b"nexus-auth HS256 key id\0");
     hasher.update(&secret);
     let kid = URL_SAFE_NO_PAD.encode(&hasher.finalize()[..16]);
-    let keyed = Hmac::<Sha256>::new_from_slice(&secret)
-        .map_err(|_| failure("the secret is empty".to_owned()))?;
+    let empty_secret = || failure("the secret is empty".to_owned());
     let key = LoadedKey {
         header_segment: header_segment(SigningAlgorithm::Hs256, &kid),
         kid,
         algorithm: SigningAlgorithm::Hs256,
-        encoding: EncodingKey::from_secret(&secret)
-            .map_err(|_| failure("the secret is empty".to_owned()))?,
-        prepared: PreparedKey::Hmac(keyed),
-        decoding: DecodingKey::from_secret(&secret)
-            .map_err(|_| failure("the secret is empty".to_owned()))?,
+        encoding: EncodingKey::from_secret(&secret).map_err(|_| empty_secret())?,
+        prepared: PreparedKey::Hmac(
+            Hmac::<Sha256>::new_from_slice(&secret).map_err(|_| empty_secret())?,
+        ),
+        decoding: DecodingKey::from_secret(&secret).map_err(|_| empty_secret())?,
         jwk: None,
         created_at: 0,
         retired_at: None,
