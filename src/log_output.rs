@@ -164,8 +164,8 @@ pub fn flush() {
     let Some(shared) = INSTALLED.get() else {
         return;
     };
-    // The write runs on its own thread, because a write to a pipe that
-    // nobody reads blocks until the process exits.
+    // The write runs on its own thread, because a write to a pipe that no
+    // process reads blocks until the process exits.
     let shared = Arc::clone(shared);
     let (done, finished) = mpsc::channel();
     let flushing = thread::Builder::new()

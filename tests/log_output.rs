@@ -1,4 +1,4 @@
-//! `serve` with a standard error that nobody reads: requests and health
+//! `serve` with a standard error that no process reads: requests and health
 //! checks go on, lines past the buffer are dropped and counted, SIGTERM
 //! stops the process, and once standard error is read again one line
 //! reports how many lines were dropped.
@@ -61,7 +61,7 @@ fn spawn_serve(folder: &std::path::Path) -> (Child, ChildStderr) {
 }
 
 /// Sends `FLOOD_REQUESTS` requests for an unsupported media type, each of
-/// which the login logs, and checks that every one is answered.
+/// which the login logs, and checks that every one gets its 415.
 async fn flood(address: SocketAddr) {
     let request = RawRequest::post("/auth/login", Some("application/xml"), "<login/>");
     let mut tasks = Vec::new();

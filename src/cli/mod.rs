@@ -166,7 +166,7 @@ fn setting_hint(error: &clap::Error) -> Option<String> {
 
 /// Starts logging at `info` and above, or at the level that `RUST_LOG` sets,
 /// to standard error, without colours. `serve` logs through `log_output`'s
-/// writer thread; the short commands write each line at once, so that it
+/// writer thread. The short commands write each line at once, so that it
 /// comes before their own messages.
 pub fn init_logging(cli: &Cli) {
     let env = env_logger::Env::default().default_filter_or("info");

@@ -57,13 +57,13 @@ impl std::fmt::Debug for LoadedKey {
 /// the DER key on every signature, and for EdDSA and ES256 also derives the
 /// public key. `cargo bench --bench tokens` on a 2-core machine measured
 /// medians of 42.8 µs for an EdDSA and 361 µs for an ES256 signature that
-/// way, and 22.6 and 103 µs with a prepared key. On a later day, when that
-/// machine ran faster, an EdDSA token took 13.9 µs with ed25519-dalek and
-/// 8.0 µs with AWS-LC, which signs Ed25519 here. The HS256 variant keeps
-/// the HMAC state after the key block, so that a signature hashes the
-/// message only.
+/// way, and 22.6 and 103 µs with a prepared key.
 pub enum PreparedKey {
+    /// The HMAC state after the key block, so that a signature hashes the
+    /// message only.
     Hmac(Hmac<Sha256>),
+    /// An AWS-LC key. On the same machine, on a day when it ran faster, an
+    /// EdDSA token took 13.9 µs with ed25519-dalek and 8.0 µs with AWS-LC.
     Ed25519(aws_lc_rs::signature::Ed25519KeyPair),
     P256(p256::ecdsa::SigningKey),
     Rsa(rsa::pkcs1v15::SigningKey<sha2::Sha256>),
